@@ -1,0 +1,41 @@
+# The one way to run things, for people and CI alike.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test test-unit test-integration lint typecheck bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# Embedded mode: in-process broker and presence, nothing but Python needed.
+# `make run BROADCAST_MQ_TYPE=redis PRESENCE_STORE=redis` runs on Redis instead.
+BROADCAST_MQ_TYPE ?= memory
+PRESENCE_STORE ?= memory
+run: install
+	BROADCAST_MQ_TYPE=$(BROADCAST_MQ_TYPE) PRESENCE_STORE=$(PRESENCE_STORE) $(PY) -m realtime serve
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
+
+test-integration: install
+	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,123 @@
+"""create_app(settings) -> Starlette; the lifespan wires brokers, presence and the node."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from realtime.brokers.base import Broker
+from realtime.brokers.memory import MemoryBroker
+from realtime.brokers.redis import RedisBroker
+from realtime.brokers.registry import load_broker
+from realtime.config import Settings, describe
+from realtime.gateway import serve_websocket
+from realtime.messages import MAX_CHANNEL_LENGTH, NULL, FrameError
+from realtime.node import Node
+from realtime.presence.base import PresenceStore
+from realtime.presence.memory import MemoryPresence
+from realtime.presence.redis import RedisPresence
+
+log = logging.getLogger("realtime")
+
+
+class EventBody(msgspec.Struct, forbid_unknown_fields=False):
+    channel: str
+    event: str = "message"
+    payload: msgspec.Raw = NULL
+
+
+_event_decoder = msgspec.json.Decoder(EventBody)
+
+
+def build_node(settings: Settings) -> Node:
+    """Pick the broker, the presence bus and the presence store the settings name."""
+    broker = load_broker(settings.broker, settings)
+    store: PresenceStore
+    presence_bus: Broker
+    if settings.presence_store == "redis":
+        store = RedisPresence(settings.redis_url, settings.presence_ttl)
+        # Presence events travel on Redis Pub/Sub as in the seed, whatever carries broadcasts.
+        if isinstance(broker, RedisBroker) and broker.url == settings.redis_url:
+            presence_bus = broker
+        else:
+            presence_bus = RedisBroker(settings.redis_url)
+    else:
+        store = MemoryPresence(settings.presence_ttl)
+        presence_bus = broker if isinstance(broker, MemoryBroker) else MemoryBroker()
+    return Node(broker, presence_bus, store, settings.presence_ttl)
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def create_app(settings: Settings) -> Starlette:
+    node = build_node(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await node.start()
+        log.info("gateway ready: %s", describe(settings))
+        try:
+            yield
+        finally:
+            await node.close()
+
+    async def websocket(ws: WebSocket) -> None:
+        await serve_websocket(ws, node, settings)
+
+    async def post_event(request: Request) -> Response:
+        body = await request.body()
+        try:
+            event = _event_decoder.decode(body)
+        except msgspec.ValidationError as exc:
+            return error(400, f"invalid event: {exc}")
+        except msgspec.DecodeError:
+            return error(400, "body is not valid JSON")
+        if not event.channel or len(event.channel) > MAX_CHANNEL_LENGTH:
+            return error(400, f"channel must be 1 to {MAX_CHANNEL_LENGTH} characters")
+        try:
+            message_id = await node.publish(event.channel, event.event, event.payload)
+        except FrameError as exc:
+            return error(503, exc.message)
+        return JSONResponse({"status": "ok", "message_id": message_id})
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "connections": node.connections})
+
+    async def readyz(request: Request) -> Response:
+        status = {name: broker.ready for name, broker in node.brokers.items()}
+        ready = all(status.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "subscribers": status},
+            status_code=200 if ready else 503,
+        )
+
+    routes = [
+        WebSocketRoute("/ws", websocket),
+        Route("/api/event", post_event, methods=["POST"]),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+    ]
+    middleware = [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["POST", "OPTIONS"],
+            allow_headers=["*"],
+        )
+    ]
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app.state.node = node
+    app.state.settings = settings
+    return app

@@ -1,0 +1,50 @@
+"""The contract between the gateway and a message queue.
+
+A broker moves opaque ``bytes`` for a (kind, channel) pair between gateway instances; it knows
+nothing of WebSockets or JSON. The hub subscribes a channel on its first local subscriber and
+unsubscribes on its last, so an instance only receives what it serves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from realtime.messages import Kind
+
+if TYPE_CHECKING:
+    from realtime.config import Settings
+
+Deliver = Callable[[Kind, str, bytes], Awaitable[None]]
+
+
+@runtime_checkable
+class Broker(Protocol):
+    """What every backend, ours or a third party's, implements.
+
+    - ``start`` connects and begins calling ``deliver`` for subscribed channels;
+    - ``publish`` raises :class:`realtime.errors.BrokerError` when the MQ did not accept it;
+    - ``subscribe``/``unsubscribe`` change interest in one channel of one kind and nothing else;
+    - ``ready`` is false while the receiving side is down (the gateway reports it on /readyz);
+    - ``close`` releases everything and is safe to call twice.
+    """
+
+    async def start(self, deliver: Deliver) -> None: ...
+
+    async def publish(self, kind: Kind, channel: str, data: bytes) -> None: ...
+
+    async def subscribe(self, kind: Kind, channel: str) -> None: ...
+
+    async def unsubscribe(self, kind: Kind, channel: str) -> None: ...
+
+    @property
+    def ready(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+class BrokerFactory(Protocol):
+    """An entry point's target: a class (or callable) building a broker from the settings."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Broker: ...

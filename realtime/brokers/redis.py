@@ -1,0 +1,152 @@
+"""Redis Pub/Sub broker on the seed's channel names (``broadcast.<c>``, ``presence.<c>``).
+
+A seed gateway listens with ``PSUBSCRIBE broadcast.*``/``presence.*`` and so receives what we
+publish; we SUBSCRIBE per channel, so an instance only receives channels it serves. When Redis
+drops, the reader reconnects with capped backoff and resubscribes everything by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from realtime.config import check_redis_url, redis_url_from_parts
+from realtime.errors import BrokerError
+from realtime.messages import KINDS, Kind
+
+if TYPE_CHECKING:
+    from realtime.brokers.base import Deliver
+    from realtime.config import Settings
+
+log = logging.getLogger("realtime.broker.redis")
+BACKOFF_START = 0.1
+BACKOFF_CAP = 5.0
+
+
+def topic(kind: Kind, channel: str) -> str:
+    return f"{kind}.{channel}"
+
+
+def split_topic(name: str) -> tuple[Kind, str] | None:
+    kind, _, channel = name.partition(".")
+    for known in KINDS:
+        if kind == known and channel:
+            return known, channel
+    return None
+
+
+class RedisBroker:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._client: aioredis.Redis = aioredis.Redis.from_url(
+            url, health_check_interval=15, socket_keepalive=True, socket_connect_timeout=5
+        )
+        self._topics: set[str] = set()
+        self._pubsub: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._closed = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RedisBroker:
+        addr = settings.get("BROADCAST_MQ_ADDR")
+        if addr is None:
+            return cls(settings.redis_url)
+        if "://" in addr:
+            return cls(check_redis_url("BROADCAST_MQ_ADDR", addr))
+        password = settings.get("BROADCAST_MQ_PASSWORD")
+        return cls(
+            redis_url_from_parts("BROADCAST_MQ", addr, password, settings.get("BROADCAST_MQ_DB"))
+        )
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    async def start(self, deliver: Deliver) -> None:
+        self._task = asyncio.create_task(self._run(deliver), name="redis-broker")
+        # Give the first connection a moment so a healthy start is ready at once; a Redis that
+        # is down leaves us not-ready and retrying, it does not stop the gateway.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), timeout=5)
+
+    async def publish(self, kind: Kind, channel: str, data: bytes) -> None:
+        if self._closed:
+            raise BrokerError("redis broker is closed")
+        try:
+            await self._client.publish(topic(kind, channel), data)
+        except RedisError as exc:
+            raise BrokerError(f"redis publish failed: {exc}") from exc
+
+    async def subscribe(self, kind: Kind, channel: str) -> None:
+        name = topic(kind, channel)
+        self._topics.add(name)
+        await self._change("subscribe", name)
+
+    async def unsubscribe(self, kind: Kind, channel: str) -> None:
+        name = topic(kind, channel)
+        self._topics.discard(name)
+        await self._change("unsubscribe", name)
+
+    async def _change(self, action: str, name: str) -> None:
+        pubsub = self._pubsub
+        if pubsub is None or not self.ready:
+            return  # the reader subscribes the whole set when it (re)connects
+        try:
+            await getattr(pubsub, action)(name)
+        except RedisError as exc:
+            # The reader notices the broken connection and resubscribes from _topics.
+            log.warning("redis %s failed: %s", action, exc, extra={"topic": name})
+
+    async def _run(self, deliver: Deliver) -> None:
+        backoff = BACKOFF_START
+        while True:
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            try:
+                # A private topic keeps the connection open while no channel is subscribed.
+                await pubsub.subscribe(f"__realtime__.{id(self)}", *self._topics)
+                self._pubsub = pubsub
+                self._ready.set()
+                if backoff > BACKOFF_START:
+                    log.info("redis subscriber reconnected", extra={"url": self.url})
+                backoff = BACKOFF_START
+                while True:
+                    message = await pubsub.get_message(timeout=5.0)
+                    if message is not None and message["type"] == "message":
+                        await self._deliver(deliver, message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("redis subscriber down, retrying in %.1fs: %s", backoff, exc)
+            finally:
+                self._ready.clear()
+                self._pubsub = None
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_CAP)
+
+    async def _deliver(self, deliver: Deliver, message: dict[str, Any]) -> None:
+        name = message["channel"]
+        target = split_topic(name.decode() if isinstance(name, bytes) else name)
+        if target is None:
+            return
+        try:
+            await deliver(target[0], target[1], message["data"])
+        except Exception:
+            log.exception("deliver failed", extra={"topic": name})
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._client.aclose()

@@ -1,0 +1,118 @@
+"""``realtime serve`` / ``python -m realtime``: read the settings, then run uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+
+from realtime import __version__
+from realtime.brokers.registry import available, check_broker
+from realtime.config import OPTIONS, Settings, describe, load_settings
+from realtime.errors import ConfigError
+
+log = logging.getLogger("realtime")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _settings_help() -> str:
+    rows = [
+        f"  {o.name:<26} {o.help}" + (f" (default {o.default})" if o.default else "")
+        for o in OPTIONS
+    ]
+    return "\n".join(
+        [
+            "Settings are read from the environment and from .env in the working directory",
+            "(the environment wins). Broker plugins read their own prefixed settings: see",
+            f"their READMEs. Installed brokers: {', '.join(available())}.",
+            "",
+            *rows,
+        ]
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(prog="realtime", description="realtime-mq gateway")
+    main.add_argument("--version", action="version", version=f"realtime-mq {__version__}")
+    commands = main.add_subparsers(dest="command")
+    serve = commands.add_parser(
+        "serve",
+        help="run the gateway",
+        description="Run the realtime-mq gateway.",
+        epilog=_settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes sharing the port, each one instance on the MQ (default 1)",
+    )
+    return main
+
+
+def settings_or_exit() -> Settings:
+    try:
+        settings = load_settings()
+        check_broker(settings.broker)
+    except ConfigError as exc:
+        print(f"realtime: bad setting {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return settings
+
+
+def app_factory() -> Starlette:
+    """Import target for uvicorn's worker processes: each reads the settings itself."""
+    from realtime.app import create_app
+
+    return create_app(settings_or_exit())
+
+
+def serve(settings: Settings, workers: int = 1) -> None:
+    level = settings.log_level.upper()
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+    log.info(
+        "realtime-mq %s on %s:%d, %s",
+        __version__,
+        settings.host,
+        settings.port,
+        describe(settings),
+    )
+    if workers > 1 and settings.broker == "memory":
+        log.warning("--workers %d with the memory broker: each worker is its own island", workers)
+    uvicorn.run(
+        "realtime.cli:app_factory",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        **server_options(settings),
+    )
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options for our protocol settings; tests start servers with the same."""
+    return {
+        "ws": "websockets-sansio",
+        "ws_max_size": settings.ws_max_frame_bytes,
+        "ws_ping_interval": settings.ws_ping_interval,
+        "ws_ping_timeout": settings.ws_ping_timeout,
+        "ws_per_message_deflate": False,
+        "log_level": settings.log_level,
+        "log_config": None,
+        "access_log": False,
+        "lifespan": "on",
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    if args.command not in (None, "serve"):
+        raise SystemExit(2)
+    settings = settings_or_exit()
+    serve(settings, workers=getattr(args, "workers", 1))

@@ -1,0 +1,209 @@
+"""The one place that reads the environment and ``.env``.
+
+Every setting has the seed's name and default. A value that does not parse stops the start
+with a :class:`ConfigError` naming the variable and what it accepts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import quote, urlsplit
+
+from starlette.config import Config
+
+from realtime.errors import ConfigError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Option:
+    """A documented setting: its variable, default and what it accepts."""
+
+    name: str
+    default: str | None
+    help: str
+
+
+# The table `realtime serve --help` prints; plugins document their own settings in their READMEs.
+OPTIONS: tuple[Option, ...] = (
+    Option("SERVER_ADDR", ":8080", "listen address host:port (an empty host listens on all)"),
+    Option("REDIS_ADDR", "127.0.0.1:6379", "Redis host:port for presence (and the redis broker)"),
+    Option("REDIS_PASSWORD", None, "Redis password"),
+    Option("REDIS_DB", "0", "Redis database index, an integer >= 0"),
+    Option("REDIS_URL", None, "redis:// or rediss:// URL; overrides REDIS_ADDR/PASSWORD/DB"),
+    Option("PRESENCE_STORE", "redis", "where presence lives: redis | memory"),
+    Option("PRESENCE_TTL_SECONDS", "60", "seconds a member whose gateway stopped stays listed"),
+    Option("BROADCAST_MQ_TYPE", "redis", "broker plugin name (entry point realtime.brokers)"),
+    Option("BROADCAST_MQ_ADDR", None, "broker address; the redis broker defaults to REDIS_*"),
+    Option("BROADCAST_MQ_PASSWORD", None, "broker password (redis broker)"),
+    Option("BROADCAST_MQ_DB", None, "broker database index (redis broker)"),
+    Option("CORS_ALLOWED_ORIGINS", "*", "comma-separated origins allowed to call /api/event"),
+    Option("JWT_SECRET", None, "HS256 secret; when set, /ws requires a valid JWT"),
+    Option("JWT_USER_CLAIM", "sub", "JWT claim that holds the user id"),
+    Option("LOG_LEVEL", "info", "debug | info | warning | error"),
+    Option("WS_PING_INTERVAL_SECONDS", "20", "seconds between WebSocket pings; 0 disables"),
+    Option("WS_PING_TIMEOUT_SECONDS", "20", "seconds to wait for a pong before closing"),
+    Option("WS_MAX_FRAME_BYTES", "65536", "largest client frame; larger ones close with 1009"),
+    Option("WS_SEND_QUEUE_SIZE", "1024", "frames queued per connection before it closes 4008"),
+)
+
+_DEFAULTS = {option.name: option.default for option in OPTIONS}
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Parsed settings; ``env`` keeps every raw variable so plugins can read their own."""
+
+    host: str = "0.0.0.0"
+    port: int = 8080
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    presence_store: str = "redis"
+    presence_ttl: int = 60
+    broker: str = "redis"
+    cors_origins: tuple[str, ...] = ("*",)
+    jwt_secret: str | None = field(default=None, repr=False)
+    jwt_user_claim: str = "sub"
+    log_level: str = "info"
+    ws_ping_interval: float | None = 20.0
+    ws_ping_timeout: float | None = 20.0
+    ws_max_frame_bytes: int = 65536
+    ws_send_queue_size: int = 1024
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """A raw variable (process environment over ``.env``), for plugins' own settings."""
+        value = self.env.get(name)
+        return default if value in (None, "") else value
+
+    @property
+    def redis_display(self) -> str:
+        """The Redis URL without its password, for logs."""
+        return _hide_password(self.redis_url)
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
+) -> Settings:
+    """Read settings from ``environ`` (default: the process) over ``env_file``."""
+    env = _merged_env(os.environ if environ is None else environ, env_file)
+
+    def raw(name: str) -> str | None:
+        value = env.get(name)
+        if value is None or value.strip() == "":
+            return _DEFAULTS.get(name)
+        return value.strip()
+
+    host, port = _parse_addr("SERVER_ADDR", raw("SERVER_ADDR") or ":8080")
+    presence_store = _choice("PRESENCE_STORE", raw("PRESENCE_STORE"), ("redis", "memory"))
+    ping_interval = _parse("WS_PING_INTERVAL_SECONDS", raw, float, "a number of seconds >= 0")
+    ping_timeout = _parse("WS_PING_TIMEOUT_SECONDS", raw, float, "a number of seconds >= 0")
+    origins = tuple(o.strip() for o in (raw("CORS_ALLOWED_ORIGINS") or "").split(",") if o.strip())
+    return Settings(
+        host=host,
+        port=port,
+        redis_url=_redis_url(raw),
+        presence_store=presence_store,
+        presence_ttl=_parse("PRESENCE_TTL_SECONDS", raw, int, "a whole number of seconds >= 1", 1),
+        broker=(raw("BROADCAST_MQ_TYPE") or "redis").lower(),
+        cors_origins=origins,
+        jwt_secret=raw("JWT_SECRET"),
+        jwt_user_claim=raw("JWT_USER_CLAIM") or "sub",
+        log_level=_choice("LOG_LEVEL", (raw("LOG_LEVEL") or "info").lower(), LOG_LEVELS),
+        ws_ping_interval=ping_interval or None,
+        ws_ping_timeout=ping_timeout or None,
+        ws_max_frame_bytes=_parse("WS_MAX_FRAME_BYTES", raw, int, "a byte count >= 256", 256),
+        ws_send_queue_size=_parse("WS_SEND_QUEUE_SIZE", raw, int, "a frame count >= 1", 1),
+        env=env,
+    )
+
+
+def _merged_env(environ: Mapping[str, str], env_file: str | Path | None) -> dict[str, str]:
+    # Starlette's Config reads the .env file; the process environment wins over it.
+    merged: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        merged.update(Config(env_file, environ={}).file_values)
+    merged.update(environ)
+    return merged
+
+
+def _parse(
+    name: str,
+    raw: Callable[[str], str | None],
+    cast: Callable[[str], T],
+    accepts: str,
+    minimum: float = 0,
+) -> T:
+    text = raw(name)
+    try:
+        value = cast(text or "")
+    except ValueError:
+        raise ConfigError(name, f"{text!r} is not {accepts}") from None
+    if value < minimum:  # type: ignore[operator]
+        raise ConfigError(name, f"{text!r} is not {accepts}")
+    return value
+
+
+def _choice(name: str, value: str | None, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ConfigError(name, f"{value!r} is not one of {' | '.join(allowed)}")
+    return value
+
+
+def _parse_addr(name: str, value: str) -> tuple[str, int]:
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(name, f"{value!r} is not host:port (for example :8080 or 127.0.0.1:8080)")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port_text)
+
+
+def _redis_url(raw: Callable[[str], str | None]) -> str:
+    url = raw("REDIS_URL")
+    if url is not None:
+        return check_redis_url("REDIS_URL", url)
+    return redis_url_from_parts(
+        "REDIS", raw("REDIS_ADDR") or "127.0.0.1:6379", raw("REDIS_PASSWORD"), raw("REDIS_DB")
+    )
+
+
+def check_redis_url(name: str, url: str) -> str:
+    """Reject a Redis URL that redis-py would misread, naming the variable."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+        raise ConfigError(name, f"{_hide_password(url)!r} is not a redis://, rediss:// URL")
+    return url
+
+
+def redis_url_from_parts(prefix: str, addr: str, password: str | None, db: str | None) -> str:
+    """Build a redis:// URL from the seed's ADDR/PASSWORD/DB triple."""
+    host, port = _parse_addr(f"{prefix}_ADDR", addr)
+    if host == "0.0.0.0":
+        host = "127.0.0.1"
+    db_text = db or "0"
+    if not db_text.isdigit():
+        raise ConfigError(f"{prefix}_DB", f"{db_text!r} is not a database index >= 0")
+    auth = f":{quote(password, safe='')}@" if password else ""
+    return f"redis://{auth}{host}:{port}/{int(db_text)}"
+
+
+def _hide_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@", 1)
+    return url
+
+
+def describe(settings: Settings) -> str:
+    """The first log line: where the gateway listens and on which backends it runs."""
+    text = f"broker={settings.broker} presence={settings.presence_store}"
+    if "redis" in (settings.broker, settings.presence_store):
+        text += f" redis={settings.redis_display}"
+    if settings.broker == "memory" and settings.presence_store == "memory":
+        text += " (embedded: in-process backends, one instance, no Redis needed)"
+    return text

@@ -1,0 +1,75 @@
+"""Channel -> local connections, and nothing else.
+
+The hub subscribes a (kind, channel) upstream on its first local subscriber and unsubscribes
+on its last (broadcaster's ``_base.py``), so an instance only receives the channels it serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Protocol
+
+from realtime.brokers.base import Broker
+from realtime.messages import KINDS, Kind
+
+
+class Peer(Protocol):
+    """A local connection as the hub and node see it."""
+
+    user_id: str
+
+    def send(self, frame: str) -> None:
+        """Queue a frame without waiting; a peer that falls behind closes itself."""
+
+
+class Hub:
+    def __init__(self, brokers: Mapping[Kind, Broker]) -> None:
+        self._brokers = brokers
+        self._subs: dict[Kind, dict[str, set[Peer]]] = {kind: {} for kind in KINDS}
+        # Serialises upstream changes per (kind, channel), so a subscribe racing an unsubscribe
+        # of the same channel never leaves the broker out of step with the local set.
+        self._locks: defaultdict[tuple[Kind, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    def local(self, kind: Kind, channel: str) -> set[Peer]:
+        return self._subs[kind].get(channel) or set()
+
+    def channels(self, kind: Kind) -> int:
+        return len(self._subs[kind])
+
+    async def add(self, peer: Peer, kind: Kind, channel: str) -> None:
+        subs = self._subs[kind]
+        peers = subs.get(channel)
+        if peers:
+            peers.add(peer)
+            return
+        key = (kind, channel)
+        async with self._locks[key]:
+            peers = subs.get(channel)
+            if peers is None:
+                # Raises BrokerError before the peer is registered: the caller reports it.
+                await self._brokers[kind].subscribe(kind, channel)
+                peers = subs[channel] = set()
+            peers.add(peer)
+        self._forget_lock(key)
+
+    async def remove(self, peer: Peer, kind: Kind, channel: str) -> None:
+        subs = self._subs[kind]
+        peers = subs.get(channel)
+        if peers is None or peer not in peers:
+            return
+        peers.discard(peer)
+        if peers:
+            return
+        key = (kind, channel)
+        async with self._locks[key]:
+            if subs.get(channel) == set():
+                del subs[channel]
+                await self._brokers[kind].unsubscribe(kind, channel)
+        self._forget_lock(key)
+
+    def _forget_lock(self, key: tuple[Kind, str]) -> None:
+        lock = self._locks.get(key)
+        if lock is not None and not lock.locked() and not lock._waiters:
+            del self._locks[key]

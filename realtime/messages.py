@@ -1,0 +1,214 @@
+"""Every wire message as a msgspec Struct; the only module that encodes and decodes JSON.
+
+Client frames are a tagged union on ``type``. Server frames and the bus message keep the seed's
+field names. New fields always get defaults so that old peers keep decoding.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+Kind = Literal["broadcast", "presence"]
+BROADCAST: Kind = "broadcast"
+PRESENCE: Kind = "presence"
+KINDS: tuple[Kind, ...] = (BROADCAST, PRESENCE)
+
+MAX_CHANNEL_LENGTH = 200
+Channel = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_CHANNEL_LENGTH)]
+Meta = dict[str, Any]
+NULL = msgspec.Raw(b"null")
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+# --- client -> gateway -------------------------------------------------------------------------
+
+
+class ClientMessage(msgspec.Struct, tag_field="type"):
+    """A frame a client sends."""
+
+
+class Subscribe(ClientMessage, tag="subscribe"):
+    channel: Channel
+    listen: list[Kind] = msgspec.field(default_factory=lambda: [BROADCAST, PRESENCE])
+
+
+class Unsubscribe(ClientMessage, tag="unsubscribe"):
+    channel: Channel
+
+
+class Broadcast(ClientMessage, tag="broadcast"):
+    channel: Channel
+    event: str = "message"
+    payload: msgspec.Raw = NULL
+
+
+class PresenceJoin(ClientMessage, tag="presence_join"):
+    channel: Channel
+    payload: Meta = msgspec.field(default_factory=dict)
+
+
+class PresenceUpdate(ClientMessage, tag="presence_update"):
+    channel: Channel
+    payload: Meta = msgspec.field(default_factory=dict)
+
+
+class PresenceLeave(ClientMessage, tag="presence_leave"):
+    channel: Channel
+
+
+AnyClientMessage = (
+    Subscribe | Unsubscribe | Broadcast | PresenceJoin | PresenceUpdate | PresenceLeave
+)
+_client_decoder: msgspec.json.Decoder[AnyClientMessage] = msgspec.json.Decoder(AnyClientMessage)
+
+
+class FrameError(ValueError):
+    """A client frame the gateway cannot act on; ``code`` goes into the error frame."""
+
+    def __init__(self, code: str, message: str, channel: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.channel = channel
+
+
+def decode_client(data: bytes | str) -> AnyClientMessage:
+    """Decode one client frame, or raise :class:`FrameError` saying what is wrong."""
+    try:
+        return _client_decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        if text.endswith("at `$.type`") or "missing required field `type`" in text:
+            raise FrameError("unknown_type", f"{text}; expected one of {CLIENT_TYPES}") from None
+        raise FrameError("invalid_message", text) from None
+    except msgspec.DecodeError as exc:
+        raise FrameError("invalid_json", f"frame is not a JSON object: {exc}") from None
+
+
+CLIENT_TYPES = ", ".join(
+    str(cls.__struct_config__.tag)
+    for cls in (Subscribe, Unsubscribe, Broadcast, PresenceJoin, PresenceUpdate, PresenceLeave)
+)
+
+
+# --- gateway -> client -------------------------------------------------------------------------
+
+
+class Member(msgspec.Struct):
+    """One present user, as stored in ``presence:<channel>`` and listed in ``presence_sync``."""
+
+    user_id: str
+    meta: Meta = msgspec.field(default_factory=dict)
+    updated_at: int = 0
+
+
+class BroadcastOut(msgspec.Struct, tag_field="type", tag="broadcast", omit_defaults=True):
+    channel: str
+    event: str
+    payload: msgspec.Raw
+    user_id: str = ""
+    ts: int = 0
+
+
+class PresenceOut(msgspec.Struct, omit_defaults=True):
+    type: str
+    channel: str
+    user_id: str
+    meta: Meta = msgspec.field(default_factory=dict)
+    updated_at: int = 0
+    ts: int = 0
+
+
+class PresenceSync(msgspec.Struct, tag_field="type", tag="presence_sync"):
+    channel: str
+    users: list[Member]
+
+
+class ErrorOut(msgspec.Struct, tag_field="type", tag="error", omit_defaults=True):
+    code: str
+    message: str
+    channel: str | None = None
+
+
+# --- between gateways (the bus) ----------------------------------------------------------------
+
+
+class BusMeta(msgspec.Struct, omit_defaults=True):
+    user_id: str = ""
+    meta: Meta | None = None
+    updated_at: int = 0
+
+
+class BusMessage(msgspec.Struct, omit_defaults=True):
+    """The seed's BusMessage: ``meta`` is always written, empty ``user_id``/``event``/``payload``
+    are omitted; a decoder accepts both forms."""
+
+    type: str
+    channel_id: str
+    user_id: str = ""
+    event: str = ""
+    payload: msgspec.Raw = NULL
+    meta: BusMeta = msgspec.field(default_factory=BusMeta)
+    ts: int = 0
+
+
+PRESENCE_TYPES = frozenset({"presence_join", "presence_update", "presence_leave"})
+
+_encoder = msgspec.json.Encoder()
+_bus_decoder = msgspec.json.Decoder(BusMessage)
+_member_decoder = msgspec.json.Decoder(Member)
+encode = _encoder.encode
+decode_member = _member_decoder.decode
+
+
+def decode_bus(data: bytes) -> BusMessage:
+    """Decode a bus message; raises ``msgspec.DecodeError``/``ValidationError`` on garbage."""
+    return _bus_decoder.decode(data)
+
+
+def bus_broadcast(channel: str, event: str, payload: msgspec.Raw, user_id: str = "") -> bytes:
+    return encode(
+        BusMessage("broadcast", channel, user_id=user_id, event=event, payload=payload, ts=now_ms())
+    )
+
+
+def bus_presence(kind: str, channel: str, member: Member) -> bytes:
+    meta = BusMeta(member.user_id, member.meta or None, member.updated_at)
+    return encode(BusMessage(kind, channel, user_id=member.user_id, meta=meta, ts=now_ms()))
+
+
+def client_frame(message: BusMessage) -> str:
+    """The frame every local subscriber gets for a bus message, encoded once."""
+    if message.type == "broadcast":
+        out: msgspec.Struct = BroadcastOut(
+            message.channel_id,
+            message.event or "message",
+            message.payload,
+            message.user_id,
+            message.ts,
+        )
+    else:
+        meta = message.meta
+        out = PresenceOut(
+            message.type,
+            message.channel_id,
+            message.user_id or meta.user_id,
+            meta.meta or {},
+            meta.updated_at,
+            message.ts,
+        )
+    return encode(out).decode()
+
+
+def error_frame(code: str, message: str, channel: str | None = None) -> str:
+    return encode(ErrorOut(code, message, channel)).decode()
+
+
+def sync_frame(channel: str, members: list[Member]) -> str:
+    return encode(PresenceSync(channel, members)).decode()

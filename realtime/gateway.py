@@ -17,7 +17,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from realtime.auth import identify
 from realtime.config import Settings
 from realtime.errors import AuthError
-from realtime.messages import FrameError, decode_client, error_frame
+from realtime.messages import FrameError, ack_frame, decode_client, error_frame
 from realtime.node import Node
 
 log = logging.getLogger("realtime.gateway")
@@ -31,7 +31,7 @@ SLOW_CLOSE_TIMEOUT = 5.0
 class Connection:
     """A peer: a bounded queue of encoded frames drained by its own writer."""
 
-    __slots__ = ("_queue", "_wake", "_websocket", "limit", "slow", "user_id")
+    __slots__ = ("_queue", "_wake", "_websocket", "limit", "slow", "user_id", "writer")
 
     def __init__(self, websocket: WebSocket, user_id: str, limit: int) -> None:
         self._websocket = websocket
@@ -40,16 +40,20 @@ class Connection:
         self.slow = False
         self._queue: deque[str] = deque()
         self._wake = asyncio.Event()
+        self.writer: asyncio.Task[None] | None = None
 
     def send(self, frame: str) -> None:
         if self.slow:
             return
         if len(self._queue) >= self.limit:
-            # Never grow without bound: this client stopped reading; the writer closes it.
+            # Never grow without bound: this client stopped reading. Its writer is most likely
+            # blocked on the socket, so stop it here; the handler then closes with 4008.
             self.slow = True
             self._queue.clear()
-        else:
-            self._queue.append(frame)
+            if self.writer is not None:
+                self.writer.cancel()
+            return
+        self._queue.append(frame)
         self._wake.set()
 
     async def write_loop(self) -> None:
@@ -71,13 +75,21 @@ class Connection:
             if data is None:
                 data = message.get("bytes") or b""
             try:
-                await node.handle(self, decode_client(data))
+                frame = decode_client(data)
             except FrameError as exc:
-                self.send(error_frame(exc.code, exc.message, exc.channel))
+                self.send(exc.frame())
+                continue
+            try:
+                await node.handle(self, frame)
+            except FrameError as exc:
+                self.send(exc.frame(frame.ref))
             except Exception:
                 # The loop survives whatever one frame does; the client hears about it.
                 log.exception("frame handling failed", extra={"user_id": self.user_id})
-                self.send(error_frame("internal_error", "the gateway failed to handle this frame"))
+                self.send(error_frame("internal_error", "the gateway failed", None, frame.ref))
+            else:
+                if frame.ref is not None:
+                    self.send(ack_frame(frame.ref))
 
 
 async def serve_websocket(websocket: WebSocket, node: Node, settings: Settings) -> None:
@@ -94,7 +106,7 @@ async def serve_websocket(websocket: WebSocket, node: Node, settings: Settings) 
     connection = Connection(websocket, user_id, settings.ws_send_queue_size)
     node.connect(connection)
     reader = asyncio.create_task(connection.read_loop(node))
-    writer = asyncio.create_task(connection.write_loop())
+    writer = connection.writer = asyncio.create_task(connection.write_loop())
     try:
         await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
     finally:

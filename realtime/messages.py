@@ -29,8 +29,13 @@ def now_ms() -> int:
 # --- client -> gateway -------------------------------------------------------------------------
 
 
-class ClientMessage(msgspec.Struct, tag_field="type"):
-    """A frame a client sends."""
+Ref = str | int | None
+
+
+class ClientMessage(msgspec.Struct, tag_field="type", kw_only=True):
+    """A frame a client sends. ``ref`` (our extension) asks for an ``ack`` once it is done."""
+
+    ref: Ref = None
 
 
 class Subscribe(ClientMessage, tag="subscribe"):
@@ -76,6 +81,9 @@ class FrameError(ValueError):
         self.code = code
         self.message = message
         self.channel = channel
+
+    def frame(self, ref: Ref = None) -> str:
+        return error_frame(self.code, self.message, self.channel, ref)
 
 
 def decode_client(data: bytes | str) -> AnyClientMessage:
@@ -134,6 +142,11 @@ class ErrorOut(msgspec.Struct, tag_field="type", tag="error", omit_defaults=True
     code: str
     message: str
     channel: str | None = None
+    ref: Ref = None
+
+
+class Ack(msgspec.Struct, tag_field="type", tag="ack"):
+    ref: Ref
 
 
 # --- between gateways (the bus) ----------------------------------------------------------------
@@ -206,8 +219,12 @@ def client_frame(message: BusMessage) -> str:
     return encode(out).decode()
 
 
-def error_frame(code: str, message: str, channel: str | None = None) -> str:
-    return encode(ErrorOut(code, message, channel)).decode()
+def error_frame(code: str, message: str, channel: str | None = None, ref: Ref = None) -> str:
+    return encode(ErrorOut(code, message, channel, ref)).decode()
+
+
+def ack_frame(ref: Ref) -> str:
+    return encode(Ack(ref)).decode()
 
 
 def sync_frame(channel: str, members: list[Member]) -> str:

@@ -1,0 +1,181 @@
+"""Real gateways and real WebSocket clients for tests, ours and plugin authors' alike."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import uvicorn
+from websockets.asyncio.client import ClientConnection, connect
+
+from realtime.app import create_app
+from realtime.cli import server_options
+from realtime.config import Settings, load_settings
+from realtime.node import Node
+
+TIMEOUT = 10.0
+
+
+def bound_socket() -> socket.socket:
+    """A listening socket on a free 127.0.0.1 port, handed to uvicorn (no port race)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def make_settings(**env: str) -> Settings:
+    """Settings from ``env`` alone (no process environment, no .env): embedded by default."""
+    base = {"BROADCAST_MQ_TYPE": "memory", "PRESENCE_STORE": "memory", "LOG_LEVEL": "warning"}
+    return load_settings({**base, **env}, env_file=None)
+
+
+@dataclass
+class Gateway:
+    url: str
+    node: Node
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://", 1) + "/ws"
+
+
+@contextlib.asynccontextmanager
+async def run_gateway(settings: Settings) -> AsyncIterator[Gateway]:
+    """An in-process gateway on a free port, served by uvicorn exactly as ``realtime serve``."""
+    app = create_app(settings)
+    sock = bound_socket()
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, **{**server_options(settings), "log_level": "warning"})
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not server.started:
+            if task.done() or time.monotonic() > deadline:
+                raise RuntimeError("gateway did not start")
+            await asyncio.sleep(0.01)
+        yield Gateway(f"http://127.0.0.1:{port}", app.state.node)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, TIMEOUT)
+        sock.close()
+
+
+@dataclass
+class GatewayProcess:
+    """``python -m realtime`` in a subprocess: the real CLI, killable for crash tests."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    log_path: str
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://", 1) + "/ws"
+
+    def log(self) -> str:
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+
+@contextlib.asynccontextmanager
+async def spawn_gateway(env: Mapping[str, str], log_path: str) -> AsyncIterator[GatewayProcess]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    full_env = {
+        **os.environ,
+        "LOG_LEVEL": "info",
+        **env,
+        "SERVER_ADDR": f"127.0.0.1:{port}",
+    }
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "realtime", "serve"],
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=os.path.dirname(log_path),
+        )
+    gateway = GatewayProcess(process, f"http://127.0.0.1:{port}", log_path)
+    try:
+        async with httpx.AsyncClient() as http:
+            deadline = time.monotonic() + 20
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"gateway exited early:\n{gateway.log()}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get(gateway.url + "/readyz")).status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"gateway not ready:\n{gateway.log()}")
+                await asyncio.sleep(0.05)
+        yield gateway
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+class Client:
+    """A WebSocket client that decodes frames and waits for them with deadlines."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self._refs = 0
+
+    async def send(self, frame: Mapping[str, Any] | str | bytes) -> None:
+        await self.ws.send(frame if isinstance(frame, str | bytes) else json.dumps(frame))
+
+    async def recv(self, timeout: float = TIMEOUT) -> dict[str, Any]:
+        raw = await asyncio.wait_for(self.ws.recv(), timeout)
+        frame: dict[str, Any] = json.loads(raw)
+        return frame
+
+    async def expect(self, type_: str, timeout: float = TIMEOUT, **fields: Any) -> dict[str, Any]:
+        """The next frame, which must be of ``type_`` with ``fields``; anything else fails."""
+        frame = await self.recv(timeout)
+        assert frame.get("type") == type_, f"expected {type_}, got {frame}"
+        for key, value in fields.items():
+            assert frame.get(key) == value, f"expected {key}={value!r} in {frame}"
+        return frame
+
+    async def request(self, frame: Mapping[str, Any]) -> None:
+        """Send ``frame`` with a ``ref`` and wait for its ack (frames before it must not come)."""
+        self._refs += 1
+        await self.send({**frame, "ref": self._refs})
+        await self.expect("ack", ref=self._refs)
+
+    async def subscribe(self, channel: str, *listen: str) -> dict[str, Any] | None:
+        """Subscribe and wait until it is live; with presence, returns the presence_sync."""
+        kinds = list(listen or ("broadcast", "presence"))
+        self._refs += 1
+        await self.send(
+            {"type": "subscribe", "channel": channel, "listen": kinds, "ref": self._refs}
+        )
+        sync = None
+        if "presence" in kinds:
+            sync = await self.expect("presence_sync", channel=channel)
+        await self.expect("ack", ref=self._refs)
+        return sync
+
+
+@contextlib.asynccontextmanager
+async def ws_client(url: str, **kwargs: Any) -> AsyncIterator[Client]:
+    async with connect(url, open_timeout=TIMEOUT, **kwargs) as ws:
+        yield Client(ws)

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from realtime.testing.servers import RedisServer, redis_server
+
+
+@pytest.fixture(scope="session")
+def redis() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture
+def channel() -> str:
+    """A channel name no other test uses, so tests sharing one Redis stay apart."""
+    return f"room-{uuid.uuid4().hex[:12]}"

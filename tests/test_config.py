@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from realtime.config import load_settings
+from realtime.errors import ConfigError
+
+
+def test_seed_defaults() -> None:
+    settings = load_settings({}, env_file=None)
+    assert (settings.host, settings.port) == ("0.0.0.0", 8080)
+    assert settings.redis_url == "redis://127.0.0.1:6379/0"
+    assert settings.presence_ttl == 60
+    assert settings.broker == "redis"
+    assert settings.presence_store == "redis"
+    assert settings.cors_origins == ("*",)
+    assert settings.jwt_secret is None
+    assert settings.jwt_user_claim == "sub"
+
+
+def test_redis_parts_build_a_url() -> None:
+    settings = load_settings(
+        {"REDIS_ADDR": "10.1.2.3:6380", "REDIS_PASSWORD": "p@ss:w", "REDIS_DB": "3"}, env_file=None
+    )
+    assert settings.redis_url == "redis://:p%40ss%3Aw@10.1.2.3:6380/3"
+    assert "p@ss" not in settings.redis_display
+
+
+def test_redis_url_wins_over_parts() -> None:
+    settings = load_settings(
+        {"REDIS_URL": "rediss://cache:6390/2", "REDIS_ADDR": "ignored:1"}, env_file=None
+    )
+    assert settings.redis_url == "rediss://cache:6390/2"
+
+
+def test_server_addr_with_host() -> None:
+    settings = load_settings({"SERVER_ADDR": "127.0.0.1:9000"}, env_file=None)
+    assert (settings.host, settings.port) == ("127.0.0.1", 9000)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PRESENCE_TTL_SECONDS", "abc"),
+        ("PRESENCE_TTL_SECONDS", "0"),
+        ("SERVER_ADDR", "nonsense"),
+        ("SERVER_ADDR", ":99999"),
+        ("REDIS_DB", "x"),
+        ("REDIS_URL", "http://nope"),
+        ("PRESENCE_STORE", "mongo"),
+        ("LOG_LEVEL", "loud"),
+        ("WS_MAX_FRAME_BYTES", "-1"),
+        ("WS_PING_INTERVAL_SECONDS", "often"),
+    ],
+)
+def test_bad_value_names_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({variable: value}, env_file=None)
+    assert info.value.variable == variable
+    assert str(info.value).startswith(f"{variable}: ")
+
+
+def test_env_file_is_read_and_environment_wins(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("PRESENCE_TTL_SECONDS=30\nJWT_USER_CLAIM=uid\n")
+    settings = load_settings({"JWT_USER_CLAIM": "account"}, env_file=env_file)
+    assert settings.presence_ttl == 30
+    assert settings.jwt_user_claim == "account"
+    assert settings.get("PRESENCE_TTL_SECONDS") == "30"
+
+
+def test_missing_env_file_is_fine(tmp_path: Path) -> None:
+    assert load_settings({}, env_file=tmp_path / "absent").port == 8080
+
+
+def test_cors_origins_are_split() -> None:
+    settings = load_settings({"CORS_ALLOWED_ORIGINS": "https://a.example, https://b.example"}, None)
+    assert settings.cors_origins == ("https://a.example", "https://b.example")
+
+
+def test_ping_zero_disables_heartbeat() -> None:
+    settings = load_settings({"WS_PING_INTERVAL_SECONDS": "0"}, env_file=None)
+    assert settings.ws_ping_interval is None

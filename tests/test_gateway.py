@@ -1,0 +1,267 @@
+"""One real gateway (embedded mode) driven by real WebSocket clients."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from realtime.testing.gateway import Gateway, make_settings, run_gateway, ws_client
+from realtime.testing.servers import wait_until_async
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[Gateway]:
+    async with run_gateway(make_settings()) as gw:
+        yield gw
+
+
+async def test_broadcast_reaches_subscribers_with_sender_and_time(gateway: Gateway) -> None:
+    url = gateway.ws_url
+    async with ws_client(url + "?user_id=alice") as alice, ws_client(url + "?user_id=bob") as bob:
+        await alice.subscribe("room1", "broadcast")
+        await bob.subscribe("room1", "broadcast")
+        await bob.send(
+            {"type": "broadcast", "channel": "room1", "event": "hi", "payload": {"text": "yo"}}
+        )
+        for client in (alice, bob):
+            frame = await client.expect("broadcast", channel="room1", event="hi", user_id="bob")
+            assert frame["payload"] == {"text": "yo"}
+            assert isinstance(frame["ts"], int) and frame["ts"] > 1_600_000_000_000
+
+
+async def test_event_defaults_to_message(gateway: Gateway) -> None:
+    async with ws_client(gateway.ws_url + "?user_id=a") as a:
+        await a.subscribe("c", "broadcast")
+        await a.send({"type": "broadcast", "channel": "c", "payload": 1})
+        await a.expect("broadcast", event="message", payload=1)
+
+
+async def test_channels_are_isolated(gateway: Gateway) -> None:
+    async with ws_client(gateway.ws_url + "?user_id=a") as a:
+        await a.subscribe("one", "broadcast")
+        await a.send({"type": "broadcast", "channel": "two", "event": "other", "payload": 2})
+        await a.send({"type": "broadcast", "channel": "one", "event": "mine", "payload": 1})
+        await a.expect("broadcast", channel="one", event="mine")
+
+
+async def test_listen_filter(gateway: Gateway) -> None:
+    url = gateway.ws_url
+    async with (
+        ws_client(url + "?user_id=b") as only_broadcast,
+        ws_client(url + "?user_id=p") as only_presence,
+        ws_client(url + "?user_id=x") as actor,
+    ):
+        await only_broadcast.subscribe("room", "broadcast")
+        sync = await only_presence.subscribe("room", "presence")
+        assert sync == {"type": "presence_sync", "channel": "room", "users": []}
+        # Each client's next frame must be the kind it listens to, though the other came first.
+        await actor.request({"type": "presence_join", "channel": "room", "payload": {}})
+        await actor.request({"type": "broadcast", "channel": "room", "event": "e", "payload": 0})
+        await only_broadcast.expect("broadcast", event="e")
+        await actor.request({"type": "presence_leave", "channel": "room"})
+        await only_presence.expect("presence_join", user_id="x")
+        await only_presence.expect("presence_leave", user_id="x")
+
+
+async def test_unsubscribe_stops_delivery(gateway: Gateway) -> None:
+    async with ws_client(gateway.ws_url + "?user_id=a") as a:
+        await a.subscribe("gone", "broadcast")
+        await a.subscribe("kept", "broadcast")
+        await a.request({"type": "unsubscribe", "channel": "gone"})
+        await a.send({"type": "broadcast", "channel": "gone", "event": "no", "payload": 0})
+        await a.send({"type": "broadcast", "channel": "kept", "event": "yes", "payload": 0})
+        await a.expect("broadcast", channel="kept", event="yes")
+    await wait_until_async(lambda: gateway.node.hub.channels("broadcast") == 0, timeout=5)
+
+
+async def test_presence_join_update_leave_and_sync(gateway: Gateway) -> None:
+    url = gateway.ws_url
+    async with ws_client(url + "?user_id=watcher") as watcher:
+        async with ws_client(url + "?user_id=alice") as alice:
+            await watcher.subscribe("lobby", "presence")
+            await alice.request(
+                {"type": "presence_join", "channel": "lobby", "payload": {"name": "Alice"}}
+            )
+            join = await watcher.expect("presence_join", user_id="alice", meta={"name": "Alice"})
+            assert join["updated_at"] > 0 and join["ts"] > 0
+            await alice.send(
+                {"type": "presence_update", "channel": "lobby", "payload": {"status": "typing"}}
+            )
+            await watcher.expect("presence_update", user_id="alice", meta={"status": "typing"})
+            async with ws_client(url + "?user_id=late") as late:
+                sync = await late.subscribe("lobby")
+                assert sync is not None
+                assert [(u["user_id"], u["meta"]) for u in sync["users"]] == [
+                    ("alice", {"status": "typing"})
+                ]
+            await alice.send({"type": "presence_leave", "channel": "lobby"})
+            await watcher.expect("presence_leave", user_id="alice")
+            async with ws_client(url + "?user_id=late") as late:
+                assert await late.subscribe("lobby") == {
+                    "type": "presence_sync",
+                    "channel": "lobby",
+                    "users": [],
+                }
+
+
+async def test_closing_a_connection_leaves_its_channels(gateway: Gateway) -> None:
+    url = gateway.ws_url
+    async with ws_client(url + "?user_id=w") as watcher:
+        await watcher.subscribe("a", "presence")
+        await watcher.subscribe("b", "presence")
+        async with ws_client(url + "?user_id=ghost") as ghost:
+            for ch in ("a", "b"):
+                await ghost.request({"type": "presence_join", "channel": ch, "payload": {}})
+                await watcher.expect("presence_join", channel=ch, user_id="ghost")
+        leaves = {
+            (await watcher.expect("presence_leave", user_id="ghost"))["channel"] for _ in "ab"
+        }
+        assert leaves == {"a", "b"}
+
+
+async def test_second_connection_of_a_user_is_one_member(gateway: Gateway) -> None:
+    url = gateway.ws_url
+    async with ws_client(url + "?user_id=w") as watcher:
+        await watcher.subscribe("tabs", "presence")
+        async with ws_client(url + "?user_id=u") as tab1:
+            await tab1.request({"type": "presence_join", "channel": "tabs", "payload": {"n": 1}})
+            await watcher.expect("presence_join", user_id="u")
+            async with ws_client(url + "?user_id=u") as tab2:
+                await tab2.request(
+                    {"type": "presence_join", "channel": "tabs", "payload": {"n": 2}}
+                )
+                await watcher.expect("presence_update", user_id="u", meta={"n": 2})
+            # tab2 closed: u is still here through tab1, so the next event is tab1's own.
+            await tab1.request({"type": "presence_update", "channel": "tabs", "payload": {"n": 3}})
+            await watcher.expect("presence_update", user_id="u", meta={"n": 3})
+        await watcher.expect("presence_leave", user_id="u")
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("not json at all", "invalid_json"),
+        ('{"type":"shout","channel":"c"}', "unknown_type"),
+        ('{"channel":"c"}', "unknown_type"),
+        ('{"type":"broadcast","event":"e"}', "invalid_message"),
+        ('{"type":"subscribe","channel":"c","listen":"broadcast"}', "invalid_message"),
+        ('{"type":"presence_join","channel":"c","payload":"not an object"}', "invalid_message"),
+        ("[]", "invalid_message"),
+    ],
+)
+async def test_bad_frame_gets_error_and_connection_lives(
+    gateway: Gateway, frame: str, code: str
+) -> None:
+    async with ws_client(gateway.ws_url + "?user_id=a") as a:
+        await a.send(frame)
+        error = await a.expect("error", code=code)
+        assert error["message"]
+        await a.subscribe("after", "broadcast")
+        await a.send({"type": "broadcast", "channel": "after", "event": "ok", "payload": 1})
+        await a.expect("broadcast", event="ok")
+
+
+async def test_error_frame_names_channel_and_ref() -> None:
+    async with run_gateway(make_settings()) as gw, ws_client(gw.ws_url + "?user_id=a") as a:
+        await gw.node.brokers["broadcast"].close()
+        await a.send({"type": "broadcast", "channel": "c", "payload": 1, "ref": "r1"})
+        await a.expect("error", code="publish_failed", channel="c", ref="r1")
+
+
+async def test_oversized_frame_closes_with_1009() -> None:
+    async with run_gateway(make_settings(WS_MAX_FRAME_BYTES="1024")) as gw:
+        async with ws_client(gw.ws_url + "?user_id=a") as a:
+            await a.send({"type": "broadcast", "channel": "c", "payload": "x" * 2000})
+            with pytest.raises(ConnectionClosed) as info:
+                await a.recv()
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+
+
+async def test_slow_consumer_is_closed_with_4008() -> None:
+    settings = make_settings(WS_SEND_QUEUE_SIZE="8", WS_MAX_FRAME_BYTES="200000")
+    async with (
+        run_gateway(settings) as gw, ws_client(gw.ws_url + "?user_id=slow", max_queue=1) as slow,
+        ws_client(gw.ws_url + "?user_id=pub") as pub,
+    ):
+        await slow.subscribe("firehose", "broadcast")
+        payload = "x" * 100_000
+        frame = {"type": "broadcast", "channel": "firehose", "event": "e", "payload": payload}
+        # The slow client reads nothing: TCP buffers fill, then its bounded queue overflows.
+        for _ in range(400):
+            await pub.send(frame)
+            if gw.node.connections == 1:
+                break
+        await wait_until_async(lambda: gw.node.connections == 1, timeout=20)
+        with pytest.raises(ConnectionClosed) as info:
+            while True:
+                await slow.recv()
+        assert info.value.rcvd is not None
+        assert (info.value.rcvd.code, info.value.rcvd.reason) == (4008, "slow consumer")
+
+
+async def _raw_handshake(url: str) -> socket.socket:
+    """A bare WebSocket connection whose control frames the test handles itself."""
+    host_port, path = url.removeprefix("ws://").split("/", 1)
+    host, port = host_port.split(":")
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setblocking(False)
+    await loop.sock_connect(sock, (host, int(port)))
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        f"GET /{path} HTTP/1.1\r\nHost: {host_port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    await loop.sock_sendall(sock, request.encode())
+    response = b""
+    async with asyncio.timeout(5):
+        while b"\r\n\r\n" not in response:
+            response += await loop.sock_recv(sock, 1)
+    assert response.startswith(b"HTTP/1.1 101")
+    return sock
+
+
+async def test_peer_that_stops_answering_pings_is_closed() -> None:
+    settings = make_settings(WS_PING_INTERVAL_SECONDS="0.2", WS_PING_TIMEOUT_SECONDS="0.3")
+    async with run_gateway(settings) as gw:
+        sock = await _raw_handshake(gw.ws_url + "?user_id=mute")
+        loop = asyncio.get_running_loop()
+        await wait_until_async(lambda: gw.node.connections == 1, timeout=5)
+        try:
+            # Read (and never answer) the pings until the gateway hangs up.
+            async with asyncio.timeout(10):
+                while await loop.sock_recv(sock, 4096):
+                    pass
+        finally:
+            sock.close()
+        await wait_until_async(lambda: gw.node.connections == 0, timeout=5)
+
+
+async def test_peer_that_answers_pings_stays() -> None:
+    settings = make_settings(WS_PING_INTERVAL_SECONDS="0.1", WS_PING_TIMEOUT_SECONDS="0.3")
+    async with run_gateway(settings) as gw:
+        sock = await _raw_handshake(gw.ws_url + "?user_id=polite")
+        loop = asyncio.get_running_loop()
+        pings = 0
+        try:
+            async with asyncio.timeout(10):
+                # Answer ten pings, far more than one ping timeout's worth of time.
+                while pings < 10:
+                    head = await loop.sock_recv(sock, 2)
+                    assert len(head) == 2, "gateway closed a peer that answers pings"
+                    opcode, length = head[0] & 0x0F, head[1] & 0x7F
+                    payload = await loop.sock_recv(sock, length) if length else b""
+                    if opcode == 0x9:
+                        pings += 1
+                        mask = os.urandom(4)
+                        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+                        await loop.sock_sendall(sock, bytes([0x8A, 0x80 | length]) + mask + masked)
+            assert gw.node.connections == 1
+        finally:
+            sock.close()

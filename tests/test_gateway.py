@@ -186,7 +186,8 @@ async def test_oversized_frame_closes_with_1009() -> None:
 async def test_slow_consumer_is_closed_with_4008() -> None:
     settings = make_settings(WS_SEND_QUEUE_SIZE="8", WS_MAX_FRAME_BYTES="200000")
     async with (
-        run_gateway(settings) as gw, ws_client(gw.ws_url + "?user_id=slow", max_queue=1) as slow,
+        run_gateway(settings) as gw,
+        ws_client(gw.ws_url + "?user_id=slow", max_queue=1) as slow,
         ws_client(gw.ws_url + "?user_id=pub") as pub,
     ):
         await slow.subscribe("firehose", "broadcast")

@@ -1,0 +1,76 @@
+"""The real command line, as a user starts it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from realtime.config import OPTIONS
+from realtime.testing.gateway import spawn_gateway
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "realtime", *args],
+        env={
+            **os.environ,
+            "BROADCAST_MQ_TYPE": "memory",
+            "PRESENCE_STORE": "memory",
+            **(env or {}),
+        },
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=cwd,
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "accepts"),
+    [
+        ("PRESENCE_TTL_SECONDS", "abc", "whole number"),
+        ("SERVER_ADDR", "nonsense", "host:port"),
+        ("BROADCAST_MQ_TYPE", "nats", "installed: memory, redis"),
+        ("PRESENCE_STORE", "etcd", "redis | memory"),
+    ],
+)
+def test_bad_setting_stops_the_start_naming_the_variable(
+    variable: str, value: str, accepts: str, tmp_path: Path
+) -> None:
+    result = run_cli("serve", env={variable: value}, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert variable in lines[0] and accepts in lines[0]
+
+
+def test_env_file_in_working_directory_is_read(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("PRESENCE_TTL_SECONDS=soon\n")
+    result = run_cli("serve", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "PRESENCE_TTL_SECONDS" in result.stderr
+
+
+def test_serve_help_documents_every_setting() -> None:
+    result = run_cli("serve", "--help")
+    assert result.returncode == 0
+    for option in OPTIONS:
+        assert option.name in result.stdout
+    assert "--workers" in result.stdout
+
+
+async def test_first_log_line_names_the_backends(tmp_path: Path) -> None:
+    env = {"BROADCAST_MQ_TYPE": "memory", "PRESENCE_STORE": "memory"}
+    async with spawn_gateway(env, str(tmp_path / "gw.log")) as gw:
+        async with httpx.AsyncClient() as http:
+            assert (await http.get(gw.url + "/healthz")).status_code == 200
+        first = gw.log().splitlines()[0]
+    assert "broker=memory presence=memory" in first
+    assert "embedded" in first

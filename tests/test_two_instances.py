@@ -1,0 +1,174 @@
+"""Two real gateway processes on one real Redis, a client on each: every message flows both ways."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from realtime.testing.gateway import GatewayProcess, spawn_gateway, ws_client
+from realtime.testing.servers import RedisServer, wait_until_async
+
+pytestmark = pytest.mark.integration
+
+
+def redis_env(redis: RedisServer, **extra: str) -> dict[str, str]:
+    return {
+        "BROADCAST_MQ_TYPE": "redis",
+        "PRESENCE_STORE": "redis",
+        "REDIS_URL": redis.url,
+        **extra,
+    }
+
+
+@pytest.fixture
+async def pair(
+    redis: RedisServer, tmp_path: Path
+) -> AsyncIterator[tuple[GatewayProcess, GatewayProcess]]:
+    env = redis_env(redis)
+    async with spawn_gateway(env, str(tmp_path / "g1.log")) as g1:
+        async with spawn_gateway(env, str(tmp_path / "g2.log")) as g2:
+            yield g1, g2
+
+
+async def test_broadcasts_cross_instances_both_ways(pair, channel: str) -> None:  # type: ignore[no-untyped-def]
+    g1, g2 = pair
+    async with (
+        ws_client(g1.ws_url + "?user_id=one") as c1,
+        ws_client(g2.ws_url + "?user_id=two") as c2,
+    ):
+        await c1.subscribe(channel, "broadcast")
+        await c2.subscribe(channel, "broadcast")
+        await c1.send({"type": "broadcast", "channel": channel, "event": "e1", "payload": {"n": 1}})
+        for client in (c1, c2):
+            await client.expect("broadcast", event="e1", user_id="one", payload={"n": 1})
+        await c2.send({"type": "broadcast", "channel": channel, "event": "e2", "payload": [2]})
+        for client in (c1, c2):
+            await client.expect("broadcast", event="e2", user_id="two", payload=[2])
+        async with httpx.AsyncClient() as http:
+            response = await http.post(
+                g2.url + "/api/event", json={"channel": channel, "event": "h", "payload": "x"}
+            )
+            assert response.status_code == 200
+        for client in (c1, c2):
+            frame = await client.expect("broadcast", event="h", payload="x")
+            assert "user_id" not in frame
+
+
+async def test_presence_crosses_instances(pair, channel: str) -> None:  # type: ignore[no-untyped-def]
+    g1, g2 = pair
+    async with ws_client(g1.ws_url + "?user_id=watcher") as watcher:
+        assert (await watcher.subscribe(channel))["users"] == []  # type: ignore[index]
+        async with ws_client(g2.ws_url + "?user_id=bob") as bob:
+            await bob.request(
+                {"type": "presence_join", "channel": channel, "payload": {"n": "Bob"}}
+            )
+            await watcher.expect("presence_join", user_id="bob", meta={"n": "Bob"})
+            await bob.send(
+                {"type": "presence_update", "channel": channel, "payload": {"s": "away"}}
+            )
+            await watcher.expect("presence_update", user_id="bob", meta={"s": "away"})
+            async with ws_client(g1.ws_url + "?user_id=late") as late:
+                sync = await late.subscribe(channel, "presence")
+                assert [(u["user_id"], u["meta"]) for u in sync["users"]] == [
+                    ("bob", {"s": "away"})
+                ]  # type: ignore[index]
+            await bob.send({"type": "presence_leave", "channel": channel})
+            await watcher.expect("presence_leave", user_id="bob")
+            await bob.request({"type": "presence_join", "channel": channel, "payload": {}})
+            await watcher.expect("presence_join", user_id="bob")
+        # bob's connection closed: his gateway removes him and says so.
+        await watcher.expect("presence_leave", user_id="bob")
+        async with ws_client(g2.ws_url + "?user_id=late") as late:
+            assert (await late.subscribe(channel, "presence"))["users"] == []  # type: ignore[index]
+
+
+async def test_message_from_a_seed_gateway_reaches_clients(
+    redis: RedisServer,
+    pair,
+    channel: str,  # type: ignore[no-untyped-def]
+) -> None:
+    g1, _ = pair
+    seed = aioredis.Redis.from_url(redis.url)
+    try:
+        async with ws_client(g1.ws_url + "?user_id=a") as a:
+            await a.subscribe(channel)
+            # Exactly what the Go seed's encoder writes.
+            await seed.publish(
+                f"broadcast.{channel}",
+                json.dumps(
+                    {
+                        "type": "broadcast",
+                        "channel_id": channel,
+                        "user_id": "go",
+                        "event": "e",
+                        "payload": {"v": 1},
+                        "meta": {"user_id": "", "meta": None, "updated_at": 0},
+                        "ts": 1700000000000,
+                    }
+                ),
+            )
+            await a.expect("broadcast", user_id="go", payload={"v": 1}, ts=1700000000000)
+            await seed.publish(
+                f"presence.{channel}",
+                json.dumps(
+                    {
+                        "type": "presence_join",
+                        "channel_id": channel,
+                        "user_id": "go",
+                        "meta": {"user_id": "go", "meta": {"k": 1}, "updated_at": 5},
+                        "ts": 1700000000001,
+                    }
+                ),
+            )
+            await a.expect("presence_join", user_id="go", meta={"k": 1}, updated_at=5)
+    finally:
+        await seed.aclose()
+
+
+async def test_live_members_never_expire(redis: RedisServer, tmp_path: Path, channel: str) -> None:
+    raw = aioredis.Redis.from_url(redis.url)
+    env = redis_env(redis, PRESENCE_TTL_SECONDS="2")
+    try:
+        async with spawn_gateway(env, str(tmp_path / "g.log")) as g:
+            async with ws_client(g.ws_url + "?user_id=stayer") as stayer:
+                await stayer.request({"type": "presence_join", "channel": channel, "payload": {}})
+                first = await raw.zscore(f"presence_expiry:{channel}", "stayer")
+                assert first is not None
+
+                # Wait until the gateway has refreshed it well past the first expiry.
+                async def refreshed_past_first_ttl() -> bool:
+                    score = await raw.zscore(f"presence_expiry:{channel}", "stayer")
+                    return score is not None and score > first + 2
+
+                await wait_until_async(refreshed_past_first_ttl, timeout=10, interval=0.2)
+                async with ws_client(g.ws_url + "?user_id=w") as w:
+                    sync = await w.subscribe(channel, "presence")
+                    assert [u["user_id"] for u in sync["users"]] == ["stayer"]  # type: ignore[index]
+    finally:
+        await raw.aclose()
+
+
+async def test_members_of_a_killed_instance_drop_out_of_sync(
+    redis: RedisServer, tmp_path: Path, channel: str
+) -> None:
+    env = redis_env(redis, PRESENCE_TTL_SECONDS="1")
+    async with spawn_gateway(env, str(tmp_path / "g1.log")) as g1:
+        async with spawn_gateway(env, str(tmp_path / "g2.log")) as g2:
+            async with ws_client(g2.ws_url + "?user_id=doomed") as doomed:
+                await doomed.request({"type": "presence_join", "channel": channel, "payload": {}})
+                os.kill(g2.process.pid, signal.SIGKILL)
+                g2.process.wait(5)
+
+            async def gone() -> bool:
+                async with ws_client(g1.ws_url + "?user_id=w") as w:
+                    sync = await w.subscribe(channel, "presence")
+                    return sync is not None and sync["users"] == []
+
+            await wait_until_async(gone, timeout=10, interval=0.3)

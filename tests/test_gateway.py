@@ -228,20 +228,60 @@ async def _raw_handshake(url: str) -> socket.socket:
     return sock
 
 
-async def test_peer_that_stops_answering_pings_is_closed() -> None:
+async def _read_frame(sock: socket.socket) -> tuple[int, bytes]:
+    """One unmasked server frame (opcode, payload) from a bare socket; EOF fails the test."""
+    loop = asyncio.get_running_loop()
+
+    async def exactly(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = await loop.sock_recv(sock, n - len(data))
+            assert chunk, "connection dropped without a close frame"
+            data += chunk
+        return data
+
+    head = await exactly(2)
+    length = head[1] & 0x7F
+    if length == 126:
+        length = int.from_bytes(await exactly(2), "big")
+    elif length == 127:
+        length = int.from_bytes(await exactly(8), "big")
+    return head[0] & 0x0F, await exactly(length)
+
+
+def _masked(opcode: int, payload: bytes) -> bytes:
+    assert len(payload) < 126
+    mask = os.urandom(4)
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + body
+
+
+async def test_peer_that_stops_answering_pings_is_closed_1011() -> None:
     settings = make_settings(WS_PING_INTERVAL_SECONDS="0.2", WS_PING_TIMEOUT_SECONDS="0.3")
     async with run_gateway(settings) as gw:
         sock = await _raw_handshake(gw.ws_url + "?user_id=mute")
-        loop = asyncio.get_running_loop()
-        await wait_until_async(lambda: gw.node.connections == 1, timeout=5)
         try:
-            # Read (and never answer) the pings until the gateway hangs up.
             async with asyncio.timeout(10):
-                while await loop.sock_recv(sock, 4096):
-                    pass
+                opcode, payload = await _read_frame(sock)
+                assert opcode == 0x9  # a ping, left unanswered
+                while opcode != 0x8:
+                    opcode, payload = await _read_frame(sock)
+            assert int.from_bytes(payload[:2], "big") == 1011
         finally:
             sock.close()
         await wait_until_async(lambda: gw.node.connections == 0, timeout=5)
+
+
+async def test_invalid_utf8_text_frame_closes_1007(gateway: Gateway) -> None:
+    sock = await _raw_handshake(gateway.ws_url + "?user_id=bad")
+    try:
+        await asyncio.get_running_loop().sock_sendall(sock, _masked(0x1, b'{"x":"\xff\xfe"}'))
+        async with asyncio.timeout(10):
+            opcode, payload = await _read_frame(sock)
+        assert opcode == 0x8
+        assert int.from_bytes(payload[:2], "big") == 1007
+    finally:
+        sock.close()
 
 
 async def test_peer_that_answers_pings_stays() -> None:
@@ -254,15 +294,10 @@ async def test_peer_that_answers_pings_stays() -> None:
             async with asyncio.timeout(10):
                 # Answer ten pings, far more than one ping timeout's worth of time.
                 while pings < 10:
-                    head = await loop.sock_recv(sock, 2)
-                    assert len(head) == 2, "gateway closed a peer that answers pings"
-                    opcode, length = head[0] & 0x0F, head[1] & 0x7F
-                    payload = await loop.sock_recv(sock, length) if length else b""
-                    if opcode == 0x9:
-                        pings += 1
-                        mask = os.urandom(4)
-                        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-                        await loop.sock_sendall(sock, bytes([0x8A, 0x80 | length]) + mask + masked)
+                    opcode, payload = await _read_frame(sock)
+                    assert opcode == 0x9, f"expected only pings, got opcode {opcode}"
+                    pings += 1
+                    await loop.sock_sendall(sock, _masked(0xA, payload))
             assert gw.node.connections == 1
         finally:
             sock.close()

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("realtime.broker.redis")
 BACKOFF_START = 0.1
 BACKOFF_CAP = 5.0
+CONFIRM_TIMEOUT = 5.0
 
 
 def topic(kind: Kind, channel: str) -> str:
@@ -47,6 +48,9 @@ class RedisBroker:
             url, health_check_interval=15, socket_keepalive=True, socket_connect_timeout=5
         )
         self._topics: set[str] = set()
+        # Subscribes waiting for Redis to confirm them, so a publish right after
+        # subscribe() returns is never missed.
+        self._confirm: dict[str, list[asyncio.Future[None]]] = {}
         self._pubsub: Any = None
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
@@ -97,16 +101,27 @@ class RedisBroker:
         pubsub = self._pubsub
         if pubsub is None or not self.ready:
             return  # the reader subscribes the whole set when it (re)connects
+        confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if action == "subscribe":
+            self._confirm.setdefault(name, []).append(confirmed)
         try:
             await getattr(pubsub, action)(name)
-        except RedisError as exc:
-            # The reader notices the broken connection and resubscribes from _topics.
+            if action == "subscribe":
+                await asyncio.wait_for(asyncio.shield(confirmed), CONFIRM_TIMEOUT)
+        except (RedisError, TimeoutError) as exc:
+            # The reader notices a broken connection and resubscribes from _topics.
             log.warning("redis %s failed: %s", action, exc, extra={"topic": name})
+        finally:
+            waiters = self._confirm.get(name, [])
+            if confirmed in waiters:
+                waiters.remove(confirmed)
+                if not waiters:
+                    del self._confirm[name]
 
     async def _run(self, deliver: Deliver) -> None:
         backoff = BACKOFF_START
         while True:
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._client.pubsub()
             try:
                 # A private topic keeps the connection open while no channel is subscribed.
                 await pubsub.subscribe(f"__realtime__.{id(self)}", *self._topics)
@@ -117,8 +132,12 @@ class RedisBroker:
                 backoff = BACKOFF_START
                 while True:
                     message = await pubsub.get_message(timeout=5.0)
-                    if message is not None and message["type"] == "message":
+                    if message is None:
+                        continue
+                    if message["type"] == "message":
                         await self._deliver(deliver, message)
+                    elif message["type"] == "subscribe":
+                        self._confirmed(message["channel"])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -130,6 +149,12 @@ class RedisBroker:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_CAP)
+
+    def _confirmed(self, name: bytes | str) -> None:
+        key = name.decode() if isinstance(name, bytes) else name
+        for waiter in self._confirm.pop(key, []):
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def _deliver(self, deliver: Deliver, message: dict[str, Any]) -> None:
         name = message["channel"]

@@ -1,0 +1,300 @@
+"""The broker contract: one suite every backend runs against itself, ours or a third party's.
+
+Subclass :class:`BrokerContract` in a test module, tell it how to build a broker against your
+real server, and optionally how to stop and start that server::
+
+    from realtime.testing import BrokerContract
+
+    class TestMyBroker(BrokerContract):
+        async def make_broker(self) -> Broker:
+            return MyBroker(url=MY_SERVER_URL)
+
+        async def stop_server(self) -> None:   # optional: enables the restart cases
+            ...
+
+        async def start_server(self) -> None:
+            ...
+
+Each test builds its brokers fresh, as separate gateway instances would. The suite needs
+pytest and pytest-asyncio; its tests and fixtures are marked so that pytest-asyncio's strict
+mode runs them too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import ClassVar
+
+import pytest
+import pytest_asyncio
+
+from realtime.brokers.base import Broker
+from realtime.errors import BrokerError
+from realtime.messages import Kind
+
+__all__ = ["BrokerContract", "Inbox"]
+
+
+class Inbox:
+    """A ``deliver`` callback that records what arrives and lets a test wait for it."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[Kind, str, bytes]] = []
+        self._changed = asyncio.Event()
+
+    async def __call__(self, kind: Kind, channel: str, data: bytes) -> None:
+        self.items.append((kind, channel, data))
+        self._changed.set()
+
+    def on(self, kind: Kind, channel: str) -> list[bytes]:
+        return [data for k, c, data in self.items if (k, c) == (kind, channel)]
+
+    async def arrived(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``predicate`` holds or ``timeout`` passes; say which."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.2))
+        return True
+
+    async def wait_for(
+        self, predicate: Callable[[], bool], timeout: float, what: str = "messages"
+    ) -> None:
+        if not await self.arrived(predicate, timeout):
+            shown = [(k, c, d[:40]) for k, c, d in self.items[:20]]
+            raise AssertionError(f"{what} did not arrive within {timeout}s; got {shown!r}")
+
+
+class BrokerContract:
+    """Semantics every broker gives. Override :meth:`make_broker`; the rest is inherited."""
+
+    #: Seconds to wait for a message that must arrive (generous: CI machines are slow).
+    timeout: ClassVar[float] = 15.0
+    #: Seconds the restart cases allow for the broker to come back.
+    recovery_timeout: ClassVar[float] = 60.0
+    #: Largest payload the backend must carry byte-exact.
+    max_payload: ClassVar[int] = 1024 * 1024
+
+    async def make_broker(self) -> Broker:
+        raise NotImplementedError("a BrokerContract subclass builds its broker here")
+
+    async def stop_server(self) -> None:
+        pytest.skip("this backend's test does not stop its server")
+
+    async def start_server(self) -> None:
+        pytest.skip("this backend's test does not start its server")
+
+    # --- fixtures -------------------------------------------------------------------------------
+
+    @pytest_asyncio.fixture
+    async def started(self) -> AsyncIterator[Callable[[], Awaitable[tuple[Broker, Inbox]]]]:
+        """A factory of started brokers, each with its inbox; all closed after the test."""
+        made: list[Broker] = []
+
+        async def start() -> tuple[Broker, Inbox]:
+            broker = await self.make_broker()
+            inbox = Inbox()
+            made.append(broker)
+            await broker.start(inbox)
+            await self._until(lambda: broker.ready, self.timeout, "broker ready after start")
+            return broker, inbox
+
+        yield start
+        for broker in made:
+            await broker.close()
+
+    @pytest.fixture
+    def channel(self) -> str:
+        return f"contract-{uuid.uuid4().hex[:12]}"
+
+    async def _until(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what}: not within {timeout}s")
+            await asyncio.sleep(0.05)
+
+    # --- delivery -------------------------------------------------------------------------------
+
+    @pytest.mark.asyncio
+    async def test_every_instance_receives_every_message(self, started, channel) -> None:  # type: ignore[no-untyped-def]
+        (a, inbox_a), (b, inbox_b), (c, _) = [await started() for _ in range(3)]
+        await a.subscribe("broadcast", channel)
+        await b.subscribe("broadcast", channel)
+        # c publishes without subscribing, as a gateway serving only the HTTP API does.
+        for i in range(20):
+            await c.publish("broadcast", channel, b"m%d" % i)
+        expected = [b"m%d" % i for i in range(20)]
+        for inbox in (inbox_a, inbox_b):
+            await inbox.wait_for(
+                lambda i=inbox: len(i.on("broadcast", channel)) >= 20, self.timeout
+            )
+            assert inbox.on("broadcast", channel) == expected
+
+    @pytest.mark.asyncio
+    async def test_publisher_receives_its_own_message(self, started, channel) -> None:  # type: ignore[no-untyped-def]
+        a, inbox = await started()
+        await a.subscribe("broadcast", channel)
+        await a.publish("broadcast", channel, b"echo")
+        await inbox.wait_for(lambda: inbox.on("broadcast", channel) == [b"echo"], self.timeout)
+
+    @pytest.mark.asyncio
+    async def test_order_is_kept_per_channel(self, started, channel) -> None:  # type: ignore[no-untyped-def]
+        (a, _), (b, inbox) = await started(), await started()
+        await b.subscribe("broadcast", channel)
+        await b.subscribe("broadcast", channel + "-2")
+        for i in range(500):
+            await a.publish("broadcast", channel, b"%d" % i)
+            await a.publish("broadcast", channel + "-2", b"%d" % i)
+        expected = [b"%d" % i for i in range(500)]
+        await inbox.wait_for(
+            lambda: (
+                len(inbox.on("broadcast", channel)) >= 500
+                and len(inbox.on("broadcast", channel + "-2")) >= 500
+            ),
+            self.timeout,
+        )
+        assert inbox.on("broadcast", channel) == expected
+        assert inbox.on("broadcast", channel + "-2") == expected
+
+    @pytest.mark.asyncio
+    async def test_channels_and_kinds_never_mix(self, started, channel) -> None:  # type: ignore[no-untyped-def]
+        (a, _), (b, inbox) = await started(), await started()
+        names = [f"{channel}-{i}" for i in range(5)]
+        for name in names:
+            await b.subscribe("broadcast", name)
+            await b.subscribe("presence", name)
+        for name in names:
+            await a.publish("broadcast", name, f"b:{name}".encode())
+            await a.publish("presence", name, f"p:{name}".encode())
+        await inbox.wait_for(lambda: len(inbox.items) >= 10, self.timeout)
+        for kind, name, data in inbox.items:
+            assert data == f"{kind[0]}:{name}".encode(), (kind, name, data)
+        assert sorted(inbox.items) == sorted(
+            [("broadcast", n, f"b:{n}".encode()) for n in names]
+            + [("presence", n, f"p:{n}".encode()) for n in names]
+        )
+
+    @pytest.mark.asyncio
+    async def test_channel_names_with_separators(self, started, channel) -> None:  # type: ignore[no-untyped-def]
+        (a, _), (b, inbox) = await started(), await started()
+        tricky = [f"{channel}.a.b", f"{channel}:x/y", f"{channel}*", f"{channel}#", f"{channel} é"]
+        await b.subscribe("broadcast", tricky[0])
+        for name in tricky:
+            await a.publish("broadcast", name, name.encode())
+        await a.publish("broadcast", f"{channel}.a.c", b"near miss")
+        await a.publish("broadcast", tricky[0], b"last")
+        await inbox.wait_for(lambda: b"last" in inbox.on("broadcast", tricky[0]), self.timeout)
+        assert inbox.items == [
+            ("broadcast", tricky[0], tricky[0].encode()),
+            ("broadcast", tricky[0], b"last"),
+        ]
+
+    @pytest.mark.asyncio
+    async def test_large_binary_payload_is_byte_exact(self, started, channel) -> None:  # type: ignore[no-untyped-def]
+        (a, _), (b, inbox) = await started(), await started()
+        await b.subscribe("broadcast", channel)
+        payload = os.urandom(self.max_payload)  # not UTF-8: brokers move bytes
+        await a.publish("broadcast", channel, payload)
+        await inbox.wait_for(lambda: bool(inbox.on("broadcast", channel)), self.timeout)
+        assert inbox.on("broadcast", channel) == [payload]
+
+    # --- interest -------------------------------------------------------------------------------
+
+    @pytest.mark.asyncio
+    async def test_unsubscribe_drops_only_that_channel(self, started, channel) -> None:  # type: ignore[no-untyped-def]
+        (a, _), (b, inbox) = await started(), await started()
+        kept, dropped = channel + "-kept", channel + "-dropped"
+        await b.subscribe("broadcast", kept)
+        await b.subscribe("broadcast", dropped)
+        await b.subscribe("presence", dropped)
+        await b.unsubscribe("broadcast", dropped)
+        await a.publish("broadcast", dropped, b"gone")
+        await a.publish("presence", dropped, b"presence kept")
+        await a.publish("broadcast", kept, b"kept")
+        await inbox.wait_for(
+            lambda: bool(inbox.on("broadcast", kept)) and bool(inbox.on("presence", dropped)),
+            self.timeout,
+        )
+        assert inbox.on("broadcast", dropped) == []
+
+    @pytest.mark.asyncio
+    async def test_resubscribe_after_unsubscribe(self, started, channel) -> None:  # type: ignore[no-untyped-def]
+        (a, _), (b, inbox) = await started(), await started()
+        await b.subscribe("broadcast", channel)
+        await b.unsubscribe("broadcast", channel)
+        await b.subscribe("broadcast", channel)
+        await a.publish("broadcast", channel, b"again")
+        await inbox.wait_for(lambda: inbox.on("broadcast", channel) == [b"again"], self.timeout)
+
+    @pytest.mark.asyncio
+    async def test_many_channels(self, started, channel) -> None:  # type: ignore[no-untyped-def]
+        (a, _), (b, inbox) = await started(), await started()
+        names = [f"{channel}-{i}" for i in range(100)]
+        for name in names:
+            await b.subscribe("broadcast", name)
+        for name in names:
+            await a.publish("broadcast", name, name.encode())
+        await inbox.wait_for(lambda: len(inbox.items) >= 100, self.timeout)
+        assert sorted(inbox.items) == sorted(("broadcast", n, n.encode()) for n in names)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    @pytest.mark.asyncio
+    async def test_close_twice_and_publish_after_close_raises(self, started, channel) -> None:  # type: ignore[no-untyped-def]
+        a, _ = await started()
+        await a.close()
+        await a.close()
+        with pytest.raises(BrokerError):
+            await a.publish("broadcast", channel, b"too late")
+
+    @pytest.mark.asyncio
+    async def test_publish_to_a_stopped_server_raises(self, started, channel) -> None:  # type: ignore[no-untyped-def]
+        a, _ = await started()
+        await self.stop_server()
+        try:
+            deadline = time.monotonic() + self.recovery_timeout
+            # Some clients buffer briefly; within the bound, a publish must be refused.
+            while True:
+                try:
+                    await asyncio.wait_for(
+                        a.publish("broadcast", channel, b"x"), self.recovery_timeout
+                    )
+                except BrokerError:
+                    break
+                assert time.monotonic() < deadline, "publishes kept succeeding with the MQ down"
+                await asyncio.sleep(0.2)
+            await self._until(lambda: not a.ready, self.recovery_timeout, "not ready while down")
+        finally:
+            await self.start_server()
+
+    @pytest.mark.asyncio
+    async def test_recovers_after_server_restart(self, started, channel) -> None:  # type: ignore[no-untyped-def]
+        (a, _), (b, inbox) = await started(), await started()
+        await b.subscribe("broadcast", channel)
+        await self.stop_server()
+        await self._until(lambda: not b.ready, self.recovery_timeout, "subscriber not ready")
+        await self.start_server()
+        await self._until(lambda: a.ready and b.ready, self.recovery_timeout, "ready again")
+        deadline = time.monotonic() + self.recovery_timeout
+        sent = 0
+        # Publishing resumes by itself; the subscription was restored without our help.
+        while not inbox.on("broadcast", channel):
+            assert time.monotonic() < deadline, "no delivery after the restart"
+            try:
+                await a.publish("broadcast", channel, b"after %d" % sent)
+                sent += 1
+            except BrokerError:
+                await asyncio.sleep(0.2)
+                continue
+            await inbox.arrived(lambda: bool(inbox.on("broadcast", channel)), 0.5)
+        assert inbox.on("broadcast", channel)[0].startswith(b"after ")

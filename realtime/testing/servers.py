@@ -410,6 +410,8 @@ class Service:
             self._start_native()
         try:
             self._wait_ready(deadline)
+        except ServiceError as exc:
+            raise ServiceError(f"{self.name} did not start: {exc}") from exc
         except Exception as exc:
             detail = self._container.logs() if self._container else self._logs()
             raise ServiceError(f"{self.name} did not become ready: {exc}\n{detail}") from exc
@@ -505,7 +507,17 @@ def _poll(check: Callable[[], bool], deadline: float, what: str, alive: Callable
 
 def _redis_call(host: str, port: int, *args: str) -> Any:
     redis = importlib.import_module("redis")
-    with redis.Redis(host=host, port=port, socket_timeout=2, socket_connect_timeout=1) as r:
+    retry = importlib.import_module("redis.retry")
+    backoff = importlib.import_module("redis.backoff")
+    # One try, short timeouts: the caller polls, and redis-py's own retries would turn a
+    # port held by some other program into half a minute of waiting.
+    with redis.Redis(
+        host=host,
+        port=port,
+        socket_timeout=1,
+        socket_connect_timeout=1,
+        retry=retry.Retry(backoff.NoBackoff(), 0),
+    ) as r:
         return r.execute_command(*args)
 
 

@@ -357,6 +357,21 @@ def _close_all() -> None:
             log.exception("could not clean up %s", service.name)
 
 
+def _sigterm_exits(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+@functools.cache
+def _cleanup_on_sigterm() -> None:
+    # Python's default SIGTERM ends the process without running atexit, which would leave
+    # servers running after `kill` or a CI job stop. Only when nobody set a handler yet,
+    # and only from the main thread, where signal handlers can be set.
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _sigterm_exits)
+
+
 class Service:
     """What every handle shares: lifecycle, context manager, cleanup at exit."""
 
@@ -370,6 +385,7 @@ class Service:
         self._closed = False
         if kind != "env":
             self._tmp = Path(tempfile.mkdtemp(prefix=f"realtime-{self.name}-"))
+            _cleanup_on_sigterm()
             with _live_lock:
                 _live.add(self)
 

@@ -35,6 +35,7 @@ import base64
 import contextlib
 import functools
 import importlib
+import importlib.util
 import inspect
 import logging
 import os
@@ -1062,6 +1063,10 @@ def kafka_server() -> KafkaServer:
     given = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if given:
         return KafkaServer("env", given)
+    if importlib.util.find_spec("aiokafka") is None:
+        # Readiness is a real produce through aiokafka; without it every poll would fail
+        # the same way until the start timeout.
+        raise ServiceError("aiokafka is needed to start Kafka for tests: pip install aiokafka")
     port = free_port()
     kind = _backend()
     server = KafkaServer(kind, f"{LOCALHOST}:{port}")

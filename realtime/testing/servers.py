@@ -131,7 +131,7 @@ def wait_until(
 async def wait_until_async(
     predicate: Callable[[], Awaitable[T] | T],
     # The same signature as wait_until on purpose: a deadline is this helper's whole job.
-    timeout: float = 10.0,  # noqa: ASYNC109
+    timeout: float = 10.0,
     interval: float = 0.05,
     *,
     ignore: tuple[type[BaseException], ...] = (),

@@ -26,6 +26,7 @@ from realtime.node import Node
 from realtime.presence.base import PresenceStore
 from realtime.presence.memory import MemoryPresence
 from realtime.presence.redis import RedisPresence
+from realtime.redisconn import connect
 
 log = logging.getLogger("realtime")
 
@@ -45,7 +46,7 @@ def build_node(settings: Settings) -> Node:
     store: PresenceStore
     presence_bus: Broker
     if settings.presence_store == "redis":
-        store = RedisPresence(settings.redis_url, settings.presence_ttl)
+        store = RedisPresence(connect(settings.redis_url), settings.presence_ttl)
         # Presence events travel on Redis Pub/Sub as in the seed, whatever carries broadcasts.
         if isinstance(broker, RedisBroker) and broker.url == settings.redis_url:
             presence_bus = broker

@@ -139,12 +139,12 @@ async def test_live_members_never_expire(redis: RedisServer, tmp_path: Path, cha
         async with spawn_gateway(env, str(tmp_path / "g.log")) as g:
             async with ws_client(g.ws_url + "?user_id=stayer") as stayer:
                 await stayer.request({"type": "presence_join", "channel": channel, "payload": {}})
-                first = await raw.zscore(f"presence_expiry:{channel}", "stayer")
+                first = await raw.zscore(f"{{presence:{channel}}}:expiry", "stayer")
                 assert first is not None
 
                 # Wait until the gateway has refreshed it well past the first expiry.
                 async def refreshed_past_first_ttl() -> bool:
-                    score = await raw.zscore(f"presence_expiry:{channel}", "stayer")
+                    score = await raw.zscore(f"{{presence:{channel}}}:expiry", "stayer")
                     return score is not None and score > first + 2
 
                 await wait_until_async(refreshed_past_first_ttl, timeout=10, interval=0.2)

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from realtime.config import check_redis_url, redis_url_from_parts
 from realtime.errors import BrokerError
 from realtime.messages import KINDS, Kind
+from realtime.redisconn import connect
 
 if TYPE_CHECKING:
     from realtime.brokers.base import Deliver
@@ -44,9 +45,7 @@ def split_topic(name: str) -> tuple[Kind, str] | None:
 class RedisBroker:
     def __init__(self, url: str) -> None:
         self.url = url
-        self._client: aioredis.Redis = aioredis.Redis.from_url(
-            url, health_check_interval=15, socket_keepalive=True, socket_connect_timeout=5
-        )
+        self._client: aioredis.Redis = connect(url, health_check_interval=15)
         self._topics: set[str] = set()
         # Subscribes waiting for Redis to confirm them, so a publish right after
         # subscribe() returns is never missed.

@@ -1,7 +1,7 @@
 """Presence in Redis, readable by seed gateways.
 
 ``presence:<channel>`` is a hash user id -> ``{"user_id","meta","updated_at"}`` JSON, exactly as
-the seed writes it. Beside it, ``presence_expiry:<channel>`` is a sorted set user id -> expiry
+the seed writes it. Beside it, ``{presence:<channel>}:expiry`` is a sorted set user id -> expiry
 (Unix seconds), so one member expires on its own instead of living as long as anyone in the
 channel refreshes the hash's TTL. Members a seed gateway wrote have no expiry entry: they are
 listed until the hash's own TTL drops them, as in the seed.
@@ -27,14 +27,13 @@ def hash_key(channel: str) -> str:
 
 
 def expiry_key(channel: str) -> str:
-    return f"presence_expiry:{channel}"
+    # The hash tag puts it in the hash's cluster slot: {presence:c} hashes like presence:c.
+    return f"{{presence:{channel}}}:expiry"
 
 
 class RedisPresence:
-    def __init__(self, url: str, ttl: int) -> None:
-        self._client: aioredis.Redis = aioredis.Redis.from_url(
-            url, socket_keepalive=True, socket_connect_timeout=5
-        )
+    def __init__(self, client: aioredis.Redis, ttl: int) -> None:
+        self._client = client
         self._ttl = ttl
 
     async def put(self, channel: str, member: Member) -> None:

@@ -10,13 +10,14 @@ import redis.asyncio as aioredis
 
 from realtime.messages import Member
 from realtime.presence.redis import RedisPresence
+from realtime.redisconn import connect
 from realtime.testing.servers import RedisServer, wait_until_async
 
 pytestmark = pytest.mark.integration
 
 
 async def test_hash_is_readable_as_the_seed_writes_it(redis: RedisServer, channel: str) -> None:
-    store = RedisPresence(redis.url, ttl=60)
+    store = RedisPresence(connect(redis.url), ttl=60)
     raw = aioredis.Redis.from_url(redis.url)
     try:
         await store.put(channel, Member("user123", {"name": "Alice"}, 1620000000))
@@ -29,7 +30,7 @@ async def test_hash_is_readable_as_the_seed_writes_it(redis: RedisServer, channe
 
 
 async def test_member_written_by_a_seed_gateway_is_listed(redis: RedisServer, channel: str) -> None:
-    store = RedisPresence(redis.url, ttl=60)
+    store = RedisPresence(connect(redis.url), ttl=60)
     raw = aioredis.Redis.from_url(redis.url)
     try:
         seed_value = {"user_id": "seedy", "meta": {"from": "go"}, "updated_at": 1}
@@ -41,7 +42,7 @@ async def test_member_written_by_a_seed_gateway_is_listed(redis: RedisServer, ch
 
 
 async def test_each_member_expires_on_its_own(redis: RedisServer, channel: str) -> None:
-    store = RedisPresence(redis.url, ttl=1)
+    store = RedisPresence(connect(redis.url), ttl=1)
     try:
         await store.put(channel, Member("stale"))
         deadline = time.time() + 1
@@ -58,7 +59,7 @@ async def test_each_member_expires_on_its_own(redis: RedisServer, channel: str) 
 
 
 async def test_remove(redis: RedisServer, channel: str) -> None:
-    store = RedisPresence(redis.url, ttl=60)
+    store = RedisPresence(connect(redis.url), ttl=60)
     try:
         await store.put_many([(channel, Member("a")), (channel, Member("b"))])
         await store.remove(channel, "a")

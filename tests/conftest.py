@@ -7,6 +7,10 @@ import pytest
 
 from realtime.testing.servers import RedisServer, redis_server
 
+# The example plugin's own tests run inside the throwaway environment that installs it
+# (tests/brokers/test_third_party_plugin.py), not in this one.
+collect_ignore = ["example_plugin"]
+
 
 @pytest.fixture(scope="session")
 def redis() -> Iterator[RedisServer]:

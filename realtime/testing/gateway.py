@@ -90,7 +90,9 @@ class GatewayProcess:
 
 
 @contextlib.asynccontextmanager
-async def spawn_gateway(env: Mapping[str, str], log_path: str) -> AsyncIterator[GatewayProcess]:
+async def spawn_gateway(
+    env: Mapping[str, str], log_path: str, python: str = sys.executable
+) -> AsyncIterator[GatewayProcess]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -102,7 +104,7 @@ async def spawn_gateway(env: Mapping[str, str], log_path: str) -> AsyncIterator[
     }
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "realtime", "serve"],
+            [python, "-m", "realtime", "serve"],
             env=full_env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from realtime_example import ExampleBroker
+
 from realtime.brokers.base import Broker
 from realtime.testing import BrokerContract
-from realtime_example import ExampleBroker
 
 
 class TestExampleBroker(BrokerContract):

@@ -98,7 +98,7 @@ def serve(settings: Settings, workers: int = 1) -> None:
 def server_options(settings: Settings) -> dict[str, Any]:
     """uvicorn's options for our protocol settings; tests start servers with the same."""
     return {
-        "ws": "websockets-sansio",
+        "ws": "realtime.wsproto:DirectWebSocketProtocol",
         "ws_max_size": settings.ws_max_frame_bytes,
         "ws_ping_interval": settings.ws_ping_interval,
         "ws_ping_timeout": settings.ws_ping_timeout,

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from realtime.brokers.base import Broker
+from realtime.frames import Outgoing
 from realtime.messages import KINDS, Kind
 
 
@@ -20,7 +21,7 @@ class Peer(Protocol):
 
     user_id: str
 
-    def send(self, frame: str) -> None:
+    def send(self, frame: Outgoing) -> None:
         """Queue a frame without waiting; a peer that falls behind closes itself."""
 
 

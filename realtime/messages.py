@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from realtime.frames import Outgoing
+
 Kind = Literal["broadcast", "presence"]
 BROADCAST: Kind = "broadcast"
 PRESENCE: Kind = "presence"
@@ -82,7 +84,7 @@ class FrameError(ValueError):
         self.message = message
         self.channel = channel
 
-    def frame(self, ref: Ref = None) -> str:
+    def frame(self, ref: Ref = None) -> Outgoing:
         return error_frame(self.code, self.message, self.channel, ref)
 
 
@@ -196,7 +198,7 @@ def bus_presence(kind: str, channel: str, member: Member) -> bytes:
     return encode(BusMessage(kind, channel, user_id=member.user_id, meta=meta, ts=now_ms()))
 
 
-def client_frame(message: BusMessage) -> str:
+def client_frame(message: BusMessage) -> Outgoing:
     """The frame every local subscriber gets for a bus message, encoded once."""
     if message.type == "broadcast":
         out: msgspec.Struct = BroadcastOut(
@@ -216,16 +218,16 @@ def client_frame(message: BusMessage) -> str:
             meta.updated_at,
             message.ts,
         )
-    return encode(out).decode()
+    return Outgoing(encode(out))
 
 
-def error_frame(code: str, message: str, channel: str | None = None, ref: Ref = None) -> str:
-    return encode(ErrorOut(code, message, channel, ref)).decode()
+def error_frame(code: str, message: str, channel: str | None = None, ref: Ref = None) -> Outgoing:
+    return Outgoing(encode(ErrorOut(code, message, channel, ref)))
 
 
-def ack_frame(ref: Ref) -> str:
-    return encode(Ack(ref)).decode()
+def ack_frame(ref: Ref) -> Outgoing:
+    return Outgoing(encode(Ack(ref)))
 
 
-def sync_frame(channel: str, members: list[Member]) -> str:
-    return encode(PresenceSync(channel, members)).decode()
+def sync_frame(channel: str, members: list[Member]) -> Outgoing:
+    return Outgoing(encode(PresenceSync(channel, members)))

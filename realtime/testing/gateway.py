@@ -51,12 +51,14 @@ class Gateway:
 
 
 @contextlib.asynccontextmanager
-async def run_gateway(settings: Settings) -> AsyncIterator[Gateway]:
-    """An in-process gateway on a free port, served by uvicorn exactly as ``realtime serve``."""
+async def run_gateway(settings: Settings, **uvicorn_options: Any) -> AsyncIterator[Gateway]:
+    """An in-process gateway on a free port, served by uvicorn as ``realtime serve`` does
+    (``uvicorn_options`` override, e.g. ``ws="websockets-sansio"`` for the plain ASGI path)."""
     app = create_app(settings)
     sock = bound_socket()
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, **{**server_options(settings), "log_level": "warning"})
+    options = {**server_options(settings), "log_level": "warning", **uvicorn_options}
+    config = uvicorn.Config(app, **options)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

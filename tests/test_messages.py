@@ -69,7 +69,9 @@ def test_bus_broadcast_matches_the_seed_form() -> None:
 def test_bus_broadcast_from_http_omits_user_id() -> None:
     data = json.loads(bus_broadcast("room1", "e", msgspec.Raw(b"1")))
     assert "user_id" not in data
-    frame = json.loads(client_frame(decode_bus(bus_broadcast("room1", "e", msgspec.Raw(b"1")))))
+    frame = json.loads(
+        client_frame(decode_bus(bus_broadcast("room1", "e", msgspec.Raw(b"1")))).data
+    )
     assert "user_id" not in frame
     assert frame["payload"] == 1
 
@@ -80,7 +82,7 @@ def test_seed_encoded_broadcast_decodes() -> None:
         b'{"type":"broadcast","channel_id":"room1","user_id":"u","event":"e",'
         b'"payload":{"x":1},"meta":{"user_id":"","meta":null,"updated_at":0},"ts":1700000000000}'
     )
-    frame = json.loads(client_frame(decode_bus(seed)))
+    frame = json.loads(client_frame(decode_bus(seed)).data)
     assert frame == {
         "type": "broadcast",
         "channel": "room1",
@@ -93,7 +95,7 @@ def test_seed_encoded_broadcast_decodes() -> None:
 
 def test_presence_round_trip_to_client_frame() -> None:
     bus = bus_presence("presence_join", "room1", Member("u1", {"name": "A"}, 1620000000))
-    frame = json.loads(client_frame(decode_bus(bus)))
+    frame = json.loads(client_frame(decode_bus(bus)).data)
     assert frame["type"] == "presence_join"
     assert frame["user_id"] == "u1"
     assert frame["meta"] == {"name": "A"}
@@ -105,5 +107,5 @@ def test_leave_omits_empty_meta_and_zero_updated_at() -> None:
     seed = (
         b'{"type":"presence_leave","channel_id":"c","meta":{"user_id":"u","updated_at":0},"ts":5}'
     )
-    frame = json.loads(client_frame(decode_bus(seed)))
+    frame = json.loads(client_frame(decode_bus(seed)).data)
     assert frame == {"type": "presence_leave", "channel": "c", "user_id": "u", "ts": 5}

@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from typing import ClassVar
 
 import pytest
+from realtime_rabbitmq import RabbitMQBroker, RabbitMQOptions
+from realtime_rabbitmq import broker as broker_module
 
 from realtime.brokers.base import Broker
+from realtime.errors import BrokerError
 from realtime.testing import BrokerContract, Inbox
-from realtime.testing.servers import RabbitMQServer, RestartUnsupported, rabbitmq_server
-from realtime_rabbitmq import RabbitMQBroker, RabbitMQOptions
+from realtime.testing.servers import RabbitMQServer, RestartUnsupported
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def rabbitmq() -> Iterator[RabbitMQServer]:
-    # Its own server: the restart cases stop it.
-    with rabbitmq_server() as server:
-        yield server
 
 
 def options(url: str, **overrides: object) -> RabbitMQOptions:
@@ -102,10 +96,51 @@ class TestRabbitMQBroker(BrokerContract):
             await a.publish("broadcast", name, name.encode())
         await inbox.wait_for(lambda: len(inbox.items) >= 2, self.timeout)
         await self._settle(a, b, inbox, 2)
-        assert sorted(inbox.items) == sorted([
-            ("broadcast", before, before.encode()),
-            ("broadcast", during, during.encode()),
-        ])
+        assert sorted(inbox.items) == sorted(
+            [
+                ("broadcast", before, before.encode()),
+                ("broadcast", during, during.encode()),
+            ]
+        )
+
+    @pytest.mark.asyncio
+    async def test_queue_deleted_by_an_operator_is_rebuilt(self, started, channel) -> None:  # type: ignore[no-untyped-def]
+        (a, _), (b, inbox) = await started(), await started()
+        assert isinstance(b, RabbitMQBroker)
+        await b.subscribe("broadcast", channel)
+        old = b._queue
+        assert old is not None and old.startswith("amq.gen-")  # server-named
+        # Exclusive: only an administrator can delete it, not another AMQP connection.
+        if self.server.kind != "native":
+            pytest.skip("deletes the queue with rabbitmqctl")
+        done = await asyncio.to_thread(self.server._ctl, "delete_queue", old)
+        assert done.returncode == 0, done.stderr
+        # RabbitMQ cancels b's consumer; b declares a new queue with the same bindings.
+        await self._until(
+            lambda: b.ready and b._queue not in (None, old), self.timeout, "new queue"
+        )
+        await a.publish("broadcast", channel, b"after")
+        await inbox.wait_for(lambda: inbox.on("broadcast", channel) == [b"after"], self.timeout)
+
+    @pytest.mark.asyncio
+    async def test_started_while_down_becomes_ready(self, channel, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+        monkeypatch.setattr(broker_module, "START_WAIT", 0.5)
+        b, inbox = RabbitMQBroker(options(self.server.url)), Inbox()
+        await self.stop_server()
+        try:
+            try:
+                await b.start(inbox)  # returns, not ready, retrying in the background
+                assert not b.ready
+                await b.subscribe("broadcast", channel)
+                with pytest.raises(BrokerError):
+                    await b.publish("broadcast", channel, b"nobody there")
+            finally:
+                await self.start_server()
+            await self._until(lambda: b.ready, self.recovery_timeout, "ready once RabbitMQ is up")
+            await b.publish("broadcast", channel, b"hello")
+            await inbox.wait_for(lambda: inbox.on("broadcast", channel) == [b"hello"], self.timeout)
+        finally:
+            await b.close()
 
     @pytest.mark.asyncio
     async def test_direct_exchange(self, channel) -> None:  # type: ignore[no-untyped-def]

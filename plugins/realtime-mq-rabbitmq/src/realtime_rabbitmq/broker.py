@@ -294,7 +294,11 @@ class RabbitMQBroker:
             self._up.set()
         log.info(
             "rabbitmq consumer ready",
-            extra={"queue": queue, "bindings": len(self._interest), "url": self.options.display_url},
+            extra={
+                "queue": queue,
+                "bindings": len(self._interest),
+                "url": self.options.display_url,
+            },
         )
         return raw
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 
 from realtime.messages import KINDS, Kind
 
@@ -59,7 +60,7 @@ def _kind(value: object) -> Kind | None:
     return None
 
 
-def target(key: str, message_headers: dict[str, object] | None) -> tuple[Kind, str] | None:
+def target(key: str, message_headers: Mapping[str, object] | None) -> tuple[Kind, str] | None:
     """The (kind, channel) a received message is for, or None when it is not ours.
 
     Our own messages say it in their headers. A message from another AMQP client without our

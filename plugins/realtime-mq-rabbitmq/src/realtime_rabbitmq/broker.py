@@ -208,11 +208,14 @@ class RabbitMQBroker:
     async def _consume_forever(self) -> None:
         connection = self._connection
         assert connection is not None
-        # Returns once connected; aio-pika keeps retrying every reconnect_interval till then.
-        await connection.connect(timeout=RPC_TIMEOUT)
+        connecting = True
         backoff = RETRY_START
         while True:
             try:
+                if connecting:
+                    # Returns once connected; aio-pika retries every reconnect_interval till then.
+                    await connection.connect(timeout=RPC_TIMEOUT)
+                    connecting = False
                 await connection.connected.wait()
                 if self._exchange is None:
                     await self._open_publisher(connection)

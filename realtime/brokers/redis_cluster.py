@@ -17,10 +17,12 @@ its owner and resubscribes; it is not ready while any master's connection is dow
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("realtime.broker.redis")
 # Topology reloads are debounced: a node that keeps failing must not hammer the others.
 REFRESH_INTERVAL = 0.5
+MAX_SLOT = 16383
 
 
 class RedisClusterBroker:
@@ -55,7 +58,10 @@ class RedisClusterBroker:
         self._refresh = asyncio.Event()
         self._changed = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
-        self._mapped = False
+        # The slot map, sorted by first slot: (first, last, "host:port" of its master). Read
+        # with CLUSTER SLOTS on our own short-lived connections, so that reloading it never
+        # races the cluster client's own topology handling.
+        self._slots: list[tuple[int, int, str]] = []
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -63,7 +69,7 @@ class RedisClusterBroker:
     def ready(self) -> bool:
         readers = self._readers.values()
         return (
-            self._mapped
+            bool(self._slots)
             and bool(readers)
             and all(reader.up for reader in readers)
             and all(name in self._owner for name in self._topics)
@@ -122,13 +128,16 @@ class RedisClusterBroker:
     # --- placement ----------------------------------------------------------------------------
 
     def _node_for(self, name: str) -> str | None:
-        if not self._mapped:
+        if not self._slots:
             return None
         if not self.sharded:
             # Classic Pub/Sub reaches every node: one connection, to the first master, will do.
             return min(self._readers, default=None)
-        node = self._cluster.nodes_manager.get_node_from_slot(key_slot(name.encode()))
-        return node.name if node is not None else None
+        slot = key_slot(name.encode())
+        index = bisect.bisect_right(self._slots, (slot, MAX_SLOT, "\uffff")) - 1
+        if index >= 0 and self._slots[index][0] <= slot <= self._slots[index][1]:
+            return self._slots[index][2]
+        return None  # an uncovered slot: the cluster is down for it
 
     def _place(self, name: str) -> _NodeReader | None:
         """Record which reader carries ``name``; None until the slot map is known (the
@@ -151,12 +160,8 @@ class RedisClusterBroker:
         backoff = BACKOFF_START
         while True:
             try:
-                if self._mapped:
-                    await self._cluster.nodes_manager.initialize()  # reload the slot map
-                else:
-                    await self._cluster.initialize()  # first load, and the command table
+                self._slots = await self._load_slots()
                 self._sync_readers()
-                self._mapped = True
                 self.changed()
                 for name in list(self._topics):
                     before = self._owner.get(name)
@@ -181,20 +186,46 @@ class RedisClusterBroker:
             await asyncio.sleep(REFRESH_INTERVAL)
             self._refresh.clear()
 
+    async def _load_slots(self) -> list[tuple[int, int, str]]:
+        """CLUSTER SLOTS from the first node that answers: known masters, then the seed."""
+        seed = urlsplit(self.deployment.url)
+        candidates = [*self._readers, f"{seed.hostname or '127.0.0.1'}:{seed.port or 6379}"]
+        failure: Exception = RedisClusterException("no cluster node to ask")
+        for name in dict.fromkeys(candidates):
+            host, _, port = name.rpartition(":")
+            client = redisconn.node(
+                self.deployment, host, int(port), retry=Retry(NoBackoff(), 0), socket_timeout=5
+            )
+            try:
+                reply = await client.execute_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
+            except RedisError as exc:
+                failure = exc
+                continue
+            finally:
+                await client.aclose()
+            slots = []
+            for first, last, master, *_ in reply:
+                master_host = master[0].decode() if isinstance(master[0], bytes) else master[0]
+                # A one-node cluster answers with an empty host: the one we asked.
+                slots.append((int(first), int(last), f"{master_host or host}:{int(master[1])}"))
+            if slots:
+                return sorted(slots)
+        raise failure
+
     def _sync_readers(self) -> None:
         """One reader per master; readers of nodes no longer masters are stopped."""
         assert self._deliver is not None
-        masters = {node.name: node for node in self._cluster.nodes_manager.nodes_cache.values()
-                   if node.server_type == "primary"}  # fmt: skip
+        masters = {name for _, _, name in self._slots}
         for name in list(self._readers):
             if name not in masters:
                 reader = self._readers.pop(name)
                 reader.stop()
                 for moved in reader.topics:
                     self._owner.pop(moved, None)
-        for name, node in masters.items():
+        for name in masters:
             if name not in self._readers:
-                self._readers[name] = _NodeReader(self, node.host, int(node.port), self._deliver)
+                host, _, port = name.rpartition(":")
+                self._readers[name] = _NodeReader(self, host, int(port), self._deliver)
 
     async def close(self) -> None:
         if self._closed:

@@ -226,8 +226,10 @@ async def test_broker_follows_a_sentinel_failover(name: str) -> None:
 
         def replica_known() -> bool:
             replicas = sentinel_call("SENTINEL", "REPLICAS", setup.master_name)
-            flags = [dict(zip(r[::2], r[1::2], strict=True))[b"flags"] for r in replicas or []]
-            return bool(flags) and all(b"down" not in f and b"disconnected" not in f for f in flags)
+            # redis-py parses each into a dict with is_sdown, is_disconnected, ...
+            return bool(replicas) and not any(
+                r.get("is_sdown") or r.get("is_disconnected") for r in replicas
+            )
 
         # The sentinel learns of replicas from the master's INFO, every 10 s at most.
         await asyncio.to_thread(wait_until, replica_known, 20.0, 0.2, message="replica seen")

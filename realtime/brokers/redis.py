@@ -150,7 +150,9 @@ class RedisBroker:
                 self._pubsub = pubsub
                 self._ready.set()
                 if backoff > BACKOFF_START:
-                    log.info("redis subscriber reconnected", extra={"url": self.url})
+                    log.info(
+                        "redis subscriber reconnected", extra={"redis": self.deployment.display}
+                    )
                 backoff = BACKOFF_START
                 while True:
                     message = await pubsub.get_message(timeout=5.0)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import cast
 
 import msgspec
+import redis.asyncio as aioredis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -15,9 +17,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from realtime import redisconn
 from realtime.brokers.base import Broker
 from realtime.brokers.memory import MemoryBroker
 from realtime.brokers.redis import RedisBroker
+from realtime.brokers.redis_cluster import RedisClusterBroker
 from realtime.brokers.registry import load_broker
 from realtime.config import Settings, describe
 from realtime.gateway import serve_websocket
@@ -26,7 +30,6 @@ from realtime.node import Node
 from realtime.presence.base import PresenceStore
 from realtime.presence.memory import MemoryPresence
 from realtime.presence.redis import RedisPresence
-from realtime.redisconn import connect
 
 log = logging.getLogger("realtime")
 
@@ -46,12 +49,17 @@ def build_node(settings: Settings) -> Node:
     store: PresenceStore
     presence_bus: Broker
     if settings.presence_store == "redis":
-        store = RedisPresence(connect(settings.redis_url), settings.presence_ttl)
+        # A cluster client has the same command and pipeline API as the plain one; the store's
+        # keys of one channel share a hash tag, so each of its transactions stays in one slot.
+        client = cast(aioredis.Redis, redisconn.client(settings.redis))
+        store = RedisPresence(client, settings.presence_ttl)
         # Presence events travel on Redis Pub/Sub as in the seed, whatever carries broadcasts.
-        if isinstance(broker, RedisBroker) and broker.url == settings.redis_url:
+        if isinstance(broker, RedisBroker | RedisClusterBroker) and (
+            broker.deployment == settings.redis
+        ):
             presence_bus = broker
         else:
-            presence_bus = RedisBroker(settings.redis_url)
+            presence_bus = RedisBroker.for_deployment(settings.redis)
     else:
         store = MemoryPresence(settings.presence_ttl)
         presence_bus = broker if isinstance(broker, MemoryBroker) else MemoryBroker()

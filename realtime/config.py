@@ -36,6 +36,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("REDIS_PASSWORD", None, "Redis password"),
     Option("REDIS_DB", "0", "Redis database index, an integer >= 0"),
     Option("REDIS_URL", None, "redis:// or rediss:// URL; overrides REDIS_ADDR/PASSWORD/DB"),
+    Option("REDIS_SENTINELS", None, "comma-separated sentinel host:port list (Sentinel mode)"),
+    Option("REDIS_SENTINEL_MASTER", None, "master name the sentinels monitor; needs SENTINELS"),
+    Option("REDIS_SENTINEL_PASSWORD", None, "password of the sentinels themselves, if any"),
+    Option("REDIS_CLUSTER", "0", "1: Redis Cluster; REDIS_ADDR or REDIS_URL names a seed node"),
+    Option("REDIS_CLUSTER_PUBSUB", None, "sharded (default) | classic (seed interop)"),
     Option("PRESENCE_STORE", "redis", "where presence lives: redis | memory"),
     Option("PRESENCE_TTL_SECONDS", "60", "seconds a member whose gateway stopped stays listed"),
     Option("BROADCAST_MQ_TYPE", "redis", "broker plugin name (entry point realtime.brokers)"),
@@ -54,6 +59,40 @@ OPTIONS: tuple[Option, ...] = (
 
 _DEFAULTS = {option.name: option.default for option in OPTIONS}
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+PUBSUB_MODES = ("sharded", "classic")
+
+
+@dataclass(frozen=True)
+class RedisDeployment:
+    """Which Redis the gateway talks to and how: standalone, Sentinel or Cluster.
+
+    ``url`` is the server (standalone), a seed node (cluster), or only the master's password,
+    database and scheme (Sentinel: the master's address comes from the sentinels).
+    """
+
+    url: str = "redis://127.0.0.1:6379/0"
+    sentinels: tuple[tuple[str, int], ...] = ()
+    sentinel_master: str | None = None
+    sentinel_password: str | None = field(default=None, repr=False)
+    cluster: bool = False
+    # Cluster only: "sharded" (SPUBLISH/SSUBSCRIBE) or "classic" (PUBLISH/SUBSCRIBE).
+    cluster_pubsub: str = "sharded"
+
+    @property
+    def mode(self) -> str:
+        if self.sentinels:
+            return "sentinel"
+        return "cluster" if self.cluster else "standalone"
+
+    @property
+    def display(self) -> str:
+        """Where it points, without passwords, for logs."""
+        if self.sentinels:
+            hosts = ",".join(f"{host}:{port}" for host, port in self.sentinels)
+            return f"sentinel://{hosts}/{self.sentinel_master} db={urlsplit(self.url).path[1:]}"
+        if self.cluster:
+            return f"cluster {_hide_password(self.url)} pubsub={self.cluster_pubsub}"
+        return _hide_password(self.url)
 
 
 @dataclass(frozen=True)
@@ -63,6 +102,11 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 8080
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str | None = None
+    redis_sentinel_password: str | None = field(default=None, repr=False)
+    redis_cluster: bool = False
+    redis_cluster_pubsub: str = "sharded"
     presence_store: str = "redis"
     presence_ttl: int = 60
     broker: str = "redis"
@@ -82,9 +126,21 @@ class Settings:
         return default if value in (None, "") else value
 
     @property
+    def redis(self) -> RedisDeployment:
+        """The Redis deployment presence (and the redis broker, by default) use."""
+        return RedisDeployment(
+            self.redis_url,
+            self.redis_sentinels,
+            self.redis_sentinel_master,
+            self.redis_sentinel_password,
+            self.redis_cluster,
+            self.redis_cluster_pubsub,
+        )
+
+    @property
     def redis_display(self) -> str:
-        """The Redis URL without its password, for logs."""
-        return _hide_password(self.redis_url)
+        """Where Redis is, without its password, for logs."""
+        return self.redis.display
 
 
 def load_settings(
@@ -104,13 +160,20 @@ def load_settings(
     ping_interval = _parse("WS_PING_INTERVAL_SECONDS", raw, float, "a number of seconds >= 0")
     ping_timeout = _parse("WS_PING_TIMEOUT_SECONDS", raw, float, "a number of seconds >= 0")
     origins = tuple(o.strip() for o in (raw("CORS_ALLOWED_ORIGINS") or "").split(",") if o.strip())
+    broker = (raw("BROADCAST_MQ_TYPE") or "redis").lower()
+    redis = _redis_deployment(raw, broker)
     return Settings(
         host=host,
         port=port,
-        redis_url=_redis_url(raw),
+        redis_url=redis.url,
+        redis_sentinels=redis.sentinels,
+        redis_sentinel_master=redis.sentinel_master,
+        redis_sentinel_password=redis.sentinel_password,
+        redis_cluster=redis.cluster,
+        redis_cluster_pubsub=redis.cluster_pubsub,
         presence_store=presence_store,
         presence_ttl=_parse("PRESENCE_TTL_SECONDS", raw, int, "a whole number of seconds >= 1", 1),
-        broker=(raw("BROADCAST_MQ_TYPE") or "redis").lower(),
+        broker=broker,
         cors_origins=origins,
         jwt_secret=raw("JWT_SECRET"),
         jwt_user_claim=raw("JWT_USER_CLAIM") or "sub",
@@ -170,6 +233,68 @@ def _redis_url(raw: Callable[[str], str | None]) -> str:
     return redis_url_from_parts(
         "REDIS", raw("REDIS_ADDR") or "127.0.0.1:6379", raw("REDIS_PASSWORD"), raw("REDIS_DB")
     )
+
+
+def _redis_deployment(raw: Callable[[str], str | None], broker: str) -> RedisDeployment:
+    cluster = _flag("REDIS_CLUSTER", raw("REDIS_CLUSTER") or "0")
+    pubsub = raw("REDIS_CLUSTER_PUBSUB")
+    sentinels_text = raw("REDIS_SENTINELS")
+    master = raw("REDIS_SENTINEL_MASTER")
+    sentinel_password = raw("REDIS_SENTINEL_PASSWORD")
+    if broker == "redis" and (cluster or sentinels_text):
+        # One deployment carries presence and broadcasts; a second Redis address for the
+        # broker would be a standalone server beside the HA one, which is never what is meant.
+        for name in ("BROADCAST_MQ_ADDR", "BROADCAST_MQ_PASSWORD", "BROADCAST_MQ_DB"):
+            if raw(name) is not None:
+                mode = "REDIS_CLUSTER" if cluster else "REDIS_SENTINELS"
+                raise ConfigError(
+                    name, f"the redis broker uses the {mode} deployment; unset {name}"
+                )
+    if pubsub is not None and not cluster:
+        raise ConfigError("REDIS_CLUSTER_PUBSUB", "only applies with REDIS_CLUSTER=1")
+    cluster_pubsub = _choice("REDIS_CLUSTER_PUBSUB", (pubsub or "sharded").lower(), PUBSUB_MODES)
+    if sentinels_text is None:
+        for name, value in (("REDIS_SENTINEL_MASTER", master), ("REDIS_SENTINEL_PASSWORD",
+                            sentinel_password)):  # fmt: skip
+            if value is not None:
+                raise ConfigError(name, "needs REDIS_SENTINELS (the sentinels' host:port list)")
+        url = _redis_url(raw)
+        if cluster and urlsplit(url).path.strip("/") not in ("", "0"):
+            name = "REDIS_URL" if raw("REDIS_URL") is not None else "REDIS_DB"
+            raise ConfigError(name, "Redis Cluster has only database 0")
+        return RedisDeployment(url, cluster=cluster, cluster_pubsub=cluster_pubsub)
+    if cluster:
+        raise ConfigError("REDIS_CLUSTER", "cannot be combined with REDIS_SENTINELS")
+    if master is None:
+        raise ConfigError("REDIS_SENTINEL_MASTER", "is required with REDIS_SENTINELS")
+    for name in ("REDIS_URL", "REDIS_ADDR"):
+        if raw(name) not in (None, _DEFAULTS.get(name)):
+            raise ConfigError(
+                name, "with REDIS_SENTINELS the master's address comes from the sentinels"
+            )
+    sentinels = tuple(
+        _dialable(_parse_addr("REDIS_SENTINELS", item.strip()))
+        for item in sentinels_text.split(",")
+        if item.strip()
+    )
+    if not sentinels:
+        raise ConfigError("REDIS_SENTINELS", f"{sentinels_text!r} names no host:port")
+    # Keeps the master's password and database; the host is a placeholder never dialled.
+    url = redis_url_from_parts("REDIS", "127.0.0.1:6379", raw("REDIS_PASSWORD"), raw("REDIS_DB"))
+    return RedisDeployment(url, sentinels, master, sentinel_password)
+
+
+def _dialable(addr: tuple[str, int]) -> tuple[str, int]:
+    return ("127.0.0.1" if addr[0] == "0.0.0.0" else addr[0], addr[1])
+
+
+def _flag(name: str, value: str) -> bool:
+    text = value.lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(name, f"{value!r} is not 1 or 0")
 
 
 def check_redis_url(name: str, url: str) -> str:

@@ -3,6 +3,10 @@
 A seed gateway listens with ``PSUBSCRIBE broadcast.*``/``presence.*`` and so receives what we
 publish; we SUBSCRIBE per channel, so an instance only receives channels it serves. When Redis
 drops, the reader reconnects with capped backoff and resubscribes everything by itself.
+
+On Sentinel the client asks the sentinels for the master on every new connection, so after a
+failover the reader's reconnect lands on the new master. Redis Cluster has its own broker,
+:mod:`realtime.brokers.redis_cluster`; :meth:`RedisBroker.from_settings` picks it.
 """
 
 from __future__ import annotations
@@ -15,13 +19,14 @@ from typing import TYPE_CHECKING, Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from realtime.config import check_redis_url, redis_url_from_parts
+from realtime import redisconn
+from realtime.config import RedisDeployment, check_redis_url, redis_url_from_parts
 from realtime.errors import BrokerError
 from realtime.messages import KINDS, Kind
-from realtime.redisconn import connect
 
 if TYPE_CHECKING:
     from realtime.brokers.base import Deliver
+    from realtime.brokers.redis_cluster import RedisClusterBroker
     from realtime.config import Settings
 
 log = logging.getLogger("realtime.broker.redis")
@@ -43,9 +48,17 @@ def split_topic(name: str) -> tuple[Kind, str] | None:
 
 
 class RedisBroker:
-    def __init__(self, url: str) -> None:
+    """Classic Pub/Sub on a standalone Redis, or on the master the sentinels name."""
+
+    def __init__(self, url: str, *, deployment: RedisDeployment | None = None) -> None:
+        self.deployment = deployment or RedisDeployment(url)
+        assert not self.deployment.cluster, "Redis Cluster uses RedisClusterBroker"
         self.url = url
-        self._client: aioredis.Redis = connect(url, health_check_interval=15)
+        self._client: aioredis.Redis
+        if self.deployment.sentinels:
+            self._client = redisconn.sentinel_master(self.deployment, health_check_interval=15)
+        else:
+            self._client = redisconn.connect(url, health_check_interval=15)
         self._topics: set[str] = set()
         # Subscribes waiting for Redis to confirm them, so a publish right after
         # subscribe() returns is never missed.
@@ -56,10 +69,20 @@ class RedisBroker:
         self._closed = False
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> RedisBroker:
+    def for_deployment(cls, deployment: RedisDeployment) -> RedisBroker | RedisClusterBroker:
+        """The broker for a standalone, Sentinel or Cluster deployment."""
+        if deployment.cluster:
+            from realtime.brokers.redis_cluster import RedisClusterBroker
+
+            return RedisClusterBroker(deployment)
+        return cls(deployment.url, deployment=deployment)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RedisBroker | RedisClusterBroker:
         addr = settings.get("BROADCAST_MQ_ADDR")
-        if addr is None:
-            return cls(settings.redis_url)
+        # Settings refuse BROADCAST_MQ_* beside Sentinel or Cluster: one deployment carries both.
+        if addr is None or settings.redis.mode != "standalone":
+            return cls.for_deployment(settings.redis)
         if "://" in addr:
             return cls(check_redis_url("BROADCAST_MQ_ADDR", addr))
         password = settings.get("BROADCAST_MQ_PASSWORD")
@@ -127,7 +150,9 @@ class RedisBroker:
                 self._pubsub = pubsub
                 self._ready.set()
                 if backoff > BACKOFF_START:
-                    log.info("redis subscriber reconnected", extra={"url": self.url})
+                    log.info(
+                        "redis subscriber reconnected", extra={"redis": self.deployment.display}
+                    )
                 backoff = BACKOFF_START
                 while True:
                     message = await pubsub.get_message(timeout=5.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -9,8 +10,19 @@ import pytest
 from realtime.brokers.base import Broker
 from realtime.brokers.memory import MemoryBroker, MemoryBus
 from realtime.brokers.redis import RedisBroker
+from realtime.brokers.redis_cluster import RedisClusterBroker
+from realtime.config import RedisDeployment
 from realtime.testing import BrokerContract
-from realtime.testing.servers import RedisServer, RestartUnsupported, redis_server
+from realtime.testing.servers import (
+    RedisCluster,
+    RedisSentinelSetup,
+    RedisServer,
+    RestartUnsupported,
+    redis_cluster,
+    redis_sentinel_setup,
+    redis_server,
+)
+from tests.brokers.deployments import channel_on_node, sentinel_deployment
 
 
 class TestMemoryBroker(BrokerContract):
@@ -46,3 +58,77 @@ class TestRedisBroker(BrokerContract):
 
     async def start_server(self) -> None:
         self.server.start()
+
+
+# --- Sentinel and Cluster ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def own_sentinel() -> Iterator[RedisSentinelSetup]:
+    with redis_sentinel_setup() as setup:
+        yield setup
+
+
+@pytest.mark.integration
+class TestRedisSentinelBroker(BrokerContract):
+    """Through the sentinels; the restart cases stop and start the master itself (a failover
+    to a replica is tested in tests/test_redis_deployments.py)."""
+
+    @pytest.fixture(autouse=True)
+    def _setup(self, own_sentinel: RedisSentinelSetup) -> None:
+        self.setup = own_sentinel
+
+    async def make_broker(self) -> Broker:
+        return RedisBroker.for_deployment(sentinel_deployment(self.setup))
+
+    async def stop_server(self) -> None:
+        if self.setup.master is None:
+            pytest.skip("sentinels given by REDIS_SENTINELS: we do not own their master")
+        self.setup.master.stop()
+
+    async def start_server(self) -> None:
+        assert self.setup.master is not None
+        await asyncio.to_thread(self.setup.master.start)
+
+
+@pytest.fixture(scope="module")
+def own_cluster() -> Iterator[RedisCluster]:
+    with redis_cluster() as cluster:
+        yield cluster
+
+
+@pytest.mark.integration
+class TestRedisClusterBroker(BrokerContract):
+    """Sharded Pub/Sub on a 3-master cluster. Each test's channel lives on the first node, and
+    the restart cases stop and start that node only: the one owning the channel's slot."""
+
+    @pytest.fixture(autouse=True)
+    def _cluster(self, own_cluster: RedisCluster) -> None:
+        self.cluster = own_cluster
+
+    @pytest.fixture
+    def channel(self, own_cluster: RedisCluster) -> str:
+        return channel_on_node(own_cluster, 0)
+
+    async def make_broker(self) -> Broker:
+        return RedisClusterBroker(RedisDeployment(self.cluster.url, cluster=True))
+
+    async def stop_server(self) -> None:
+        if self.cluster.kind != "native":
+            pytest.skip("cluster given by REDIS_CLUSTER_NODES: we do not own its nodes")
+        # RedisCluster.stop() stops every node; the contract wants the channel's owner down.
+        self.cluster._procs[0].stop()
+
+    async def start_server(self) -> None:
+        # start() starts what is not running (the stopped node) and waits for cluster_state:ok.
+        await asyncio.to_thread(self.cluster.start)
+
+
+@pytest.mark.integration
+class TestRedisClusterClassicBroker(TestRedisClusterBroker):
+    """REDIS_CLUSTER_PUBSUB=classic, the seed-compatible mode."""
+
+    async def make_broker(self) -> Broker:
+        return RedisClusterBroker(
+            RedisDeployment(self.cluster.url, cluster=True, cluster_pubsub="classic")
+        )

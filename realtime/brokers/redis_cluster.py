@@ -1,0 +1,392 @@
+"""Redis Cluster broker: sharded Pub/Sub on the seed's channel names.
+
+Classic Pub/Sub on a cluster copies every message to every node over the cluster bus, so its
+throughput does not grow with shards. Sharded Pub/Sub (Redis >= 7) keeps a channel on the
+node owning its slot: ``SPUBLISH`` goes there and only there, and each instance holds one
+subscriber connection per master, carrying ``SSUBSCRIBE`` for the channels that master owns.
+
+A seed gateway on a cluster publishes and listens with classic ``PUBLISH``/``PSUBSCRIBE``,
+which sharded Pub/Sub does not see; ``REDIS_CLUSTER_PUBSUB=classic`` makes this broker use
+classic Pub/Sub (one subscriber connection) for such mixed fleets. See docs/deployment.md.
+
+When a node drops, a slot moves (``MOVED``, or the server's own ``SUNSUBSCRIBE`` when a slot
+migrates away) or the topology changes, the broker reloads the slot map, moves each channel to
+its owner and resubscribes; it is not ready while any master's connection is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import collections
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from redis.backoff import NoBackoff
+from redis.crc import key_slot
+from redis.exceptions import RedisClusterException, RedisError
+from redis.retry import Retry
+
+from realtime import redisconn
+from realtime.brokers.redis import BACKOFF_CAP, BACKOFF_START, CONFIRM_TIMEOUT, split_topic, topic
+from realtime.config import RedisDeployment
+from realtime.errors import BrokerError
+from realtime.messages import Kind
+
+if TYPE_CHECKING:
+    from realtime.brokers.base import Deliver
+
+log = logging.getLogger("realtime.broker.redis")
+# Topology reloads are debounced: a node that keeps failing must not hammer the others.
+REFRESH_INTERVAL = 0.5
+MAX_SLOT = 16383
+
+
+class RedisClusterBroker:
+    def __init__(self, deployment: RedisDeployment) -> None:
+        assert deployment.cluster, "a cluster deployment"
+        self.deployment = deployment
+        self.url = deployment.url
+        self.sharded = deployment.cluster_pubsub == "sharded"
+        self._cluster = redisconn.cluster(deployment)
+        self._topics: set[str] = set()
+        self._owner: dict[str, str] = {}  # topic -> name of the node whose reader carries it
+        self._readers: dict[str, _NodeReader] = {}
+        self._deliver: Deliver | None = None
+        self._refresh = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
+        # The slot map, sorted by first slot: (first, last, "host:port" of its master). Read
+        # with CLUSTER SLOTS on our own short-lived connections, so that reloading it never
+        # races the cluster client's own topology handling.
+        self._slots: list[tuple[int, int, str]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def ready(self) -> bool:
+        readers = self._readers.values()
+        return (
+            bool(self._slots)
+            and bool(readers)
+            and all(reader.up for reader in readers)
+            and all(name in self._owner for name in self._topics)
+        )
+
+    async def start(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+        self._task = asyncio.create_task(self._run(), name="redis-cluster-broker")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._until_ready(), timeout=5)
+
+    async def _until_ready(self) -> None:
+        while not self.ready:
+            self._changed.clear()
+            await self._changed.wait()
+
+    def changed(self) -> None:
+        """A reader went up or down, or the slot map was reloaded."""
+        self._changed.set()
+
+    async def publish(self, kind: Kind, channel: str, data: bytes) -> None:
+        if self._closed:
+            raise BrokerError("redis broker is closed")
+        name = topic(kind, channel)
+        try:
+            if self.sharded:
+                await self._cluster.spublish(name, data)  # routed to the slot's owner
+            else:
+                await self._cluster.publish(name, data)
+        except (RedisError, RedisClusterException) as exc:
+            raise BrokerError(f"redis publish failed: {exc}") from exc
+
+    async def subscribe(self, kind: Kind, channel: str) -> None:
+        name = topic(kind, channel)
+        self._topics.add(name)
+        reader = self._place(name)
+        if reader is not None:
+            await reader.subscribe(name, wait=True)
+
+    async def unsubscribe(self, kind: Kind, channel: str) -> None:
+        name = topic(kind, channel)
+        self._topics.discard(name)
+        owner = self._owner.pop(name, None)
+        reader = self._readers.get(owner) if owner else None
+        if reader is not None:
+            await reader.unsubscribe(name)
+
+    def need_refresh(self) -> None:
+        self._refresh.set()
+
+    def moved(self, name: str) -> None:
+        """A reader's server dropped ``name``: forget where it was and re-place it."""
+        self._owner.pop(name, None)
+        self._refresh.set()
+
+    # --- placement ----------------------------------------------------------------------------
+
+    def _node_for(self, name: str) -> str | None:
+        if not self._slots:
+            return None
+        if not self.sharded:
+            # Classic Pub/Sub reaches every node: one connection, to the first master, will do.
+            return min(self._readers, default=None)
+        slot = key_slot(name.encode())
+        index = bisect.bisect_right(self._slots, (slot, MAX_SLOT, "\uffff")) - 1
+        if index >= 0 and self._slots[index][0] <= slot <= self._slots[index][1]:
+            return self._slots[index][2]
+        return None  # an uncovered slot: the cluster is down for it
+
+    def _place(self, name: str) -> _NodeReader | None:
+        """Record which reader carries ``name``; None until the slot map is known (the
+        supervisor places everything once it is)."""
+        target = self._node_for(name)
+        if target is None or target not in self._readers:
+            return None
+        previous = self._owner.get(name)
+        if previous is not None and previous != target and previous in self._readers:
+            old = self._readers[previous]
+            # Sharded: the server dropped it from the old owner when the slot moved. Classic:
+            # the old connection would still receive it, so unsubscribe there, in the background.
+            task = asyncio.create_task(old.unsubscribe(name))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        self._owner[name] = target
+        return self._readers[target]
+
+    async def _run(self) -> None:
+        backoff = BACKOFF_START
+        while True:
+            try:
+                self._slots = await self._load_slots()
+                self._sync_readers()
+                self.changed()
+                for name in list(self._topics):
+                    before = self._owner.get(name)
+                    reader = self._place(name)
+                    if reader is not None and (
+                        before != self._owner[name] or name not in reader.topics
+                    ):
+                        await reader.subscribe(name, wait=False)
+                # A MOVED while subscribing lands the reader in its reconnect loop, which
+                # asks for another refresh; anything placed meanwhile is carried over.
+                backoff = BACKOFF_START
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "redis cluster slot map unavailable, retrying in %.1fs: %s", backoff, exc
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_CAP)
+                continue
+            await self._refresh.wait()
+            await asyncio.sleep(REFRESH_INTERVAL)
+            self._refresh.clear()
+
+    async def _load_slots(self) -> list[tuple[int, int, str]]:
+        """CLUSTER SLOTS from the first node that answers: known masters, then the seed."""
+        seed = urlsplit(self.deployment.url)
+        candidates = [*self._readers, f"{seed.hostname or '127.0.0.1'}:{seed.port or 6379}"]
+        failure: Exception = RedisClusterException("no cluster node to ask")
+        for name in dict.fromkeys(candidates):
+            host, _, port = name.rpartition(":")
+            client = redisconn.node(
+                self.deployment, host, int(port), retry=Retry(NoBackoff(), 0), socket_timeout=5
+            )
+            try:
+                reply = await client.execute_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
+            except RedisError as exc:
+                failure = exc
+                continue
+            finally:
+                await client.aclose()
+            slots = []
+            for first, last, master, *_ in reply:
+                master_host = master[0].decode() if isinstance(master[0], bytes) else master[0]
+                # A one-node cluster answers with an empty host: the one we asked.
+                slots.append((int(first), int(last), f"{master_host or host}:{int(master[1])}"))
+            if slots:
+                return sorted(slots)
+        raise failure
+
+    def _sync_readers(self) -> None:
+        """One reader per master; readers of nodes no longer masters are stopped."""
+        assert self._deliver is not None
+        masters = {name for _, _, name in self._slots}
+        for name in list(self._readers):
+            if name not in masters:
+                reader = self._readers.pop(name)
+                reader.stop()
+                for moved in reader.topics:
+                    self._owner.pop(moved, None)
+        for name in masters:
+            if name not in self._readers:
+                host, _, port = name.rpartition(":")
+                self._readers[name] = _NodeReader(self, host, int(port), self._deliver)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        readers, self._readers = list(self._readers.values()), {}
+        for reader in readers:
+            reader.stop()
+        for reader in readers:
+            await reader.wait_stopped()
+        for task in list(self._background):
+            task.cancel()
+        await self._cluster.aclose()
+
+
+class _NodeReader:
+    """One subscriber connection to one master, carrying the channels of its slots."""
+
+    def __init__(self, broker: RedisClusterBroker, host: str, port: int, deliver: Deliver) -> None:
+        self.broker = broker
+        self.host, self.port = host, port
+        self.topics: set[str] = set()
+        self.up = False
+        self._deliver = deliver
+        self._pubsub: Any = None
+        self._confirm: dict[str, list[asyncio.Future[None]]] = {}
+        # Unsubscribes we sent and whose reply has not come yet; any other SUNSUBSCRIBE is the
+        # server telling us the slot left this node.
+        self._leaving: collections.Counter[str] = collections.Counter()
+        self._sub, self._unsub = (
+            ("ssubscribe", "sunsubscribe") if broker.sharded else ("subscribe", "unsubscribe")
+        )
+        self._task = asyncio.create_task(self._run(), name=f"redis-cluster-reader-{host}:{port}")
+
+    async def subscribe(self, name: str, *, wait: bool) -> None:
+        self.topics.add(name)
+        pubsub = self._pubsub
+        if pubsub is None or not self.up:
+            return  # the reader subscribes all of self.topics when it (re)connects
+        confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if wait:
+            self._confirm.setdefault(name, []).append(confirmed)
+        try:
+            await getattr(pubsub, self._sub)(name)
+            if wait:
+                await asyncio.wait_for(asyncio.shield(confirmed), CONFIRM_TIMEOUT)
+        except (RedisError, TimeoutError) as exc:
+            log.warning("redis %s failed: %s", self._sub, exc, extra={"topic": name})
+        finally:
+            waiters = self._confirm.get(name, [])
+            if confirmed in waiters:
+                waiters.remove(confirmed)
+                if not waiters:
+                    del self._confirm[name]
+
+    async def unsubscribe(self, name: str) -> None:
+        self.topics.discard(name)
+        pubsub = self._pubsub
+        if pubsub is None or not self.up:
+            return
+        self._leaving[name] += 1
+        try:
+            await getattr(pubsub, self._unsub)(name)
+        except RedisError as exc:
+            self._leaving[name] -= 1
+            log.warning("redis %s failed: %s", self._unsub, exc, extra={"topic": name})
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+    async def wait_stopped(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _run(self) -> None:
+        backoff = BACKOFF_START
+        # No retries inside redis-py: this loop reconnects, re-reads the slot map and resubscribes.
+        retry = Retry(NoBackoff(), 0)
+        while True:
+            client = redisconn.node(
+                self.broker.deployment, self.host, self.port, retry=retry, health_check_interval=15
+            )
+            pubsub = client.pubsub()
+            try:
+                # A node-local classic channel keeps the connection subscribed, and so watched,
+                # while this master owns none of our channels.
+                await pubsub.subscribe(f"__realtime__.{id(self)}")
+                self._leaving.clear()
+                await self._resubscribe(pubsub)
+                self._pubsub = pubsub
+                self.up = True
+                self.broker.changed()
+                if backoff > BACKOFF_START:
+                    log.info("redis cluster subscriber reconnected", extra={"node": self.name})
+                backoff = BACKOFF_START
+                while True:
+                    message = await pubsub.get_message(timeout=5.0)
+                    if message is not None:
+                        await self._handle(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "redis cluster subscriber to %s down, retrying in %.1fs: %s",
+                    self.name,
+                    backoff,
+                    exc,
+                )
+                self.broker.need_refresh()
+            finally:
+                self.up = False
+                self._pubsub = None
+                self.broker.changed()
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_CAP)
+
+    @property
+    def name(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    async def _resubscribe(self, pubsub: Any) -> None:
+        if not self.broker.sharded:
+            if self.topics:
+                await pubsub.subscribe(*self.topics)
+            return
+        # One SSUBSCRIBE per slot: channels of different slots in one command are CROSSSLOT.
+        by_slot: dict[int, list[str]] = collections.defaultdict(list)
+        for name in self.topics:
+            by_slot[key_slot(name.encode())].append(name)
+        for names in by_slot.values():
+            await pubsub.ssubscribe(*names)
+
+    async def _handle(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        raw = message["channel"]
+        name = raw.decode() if isinstance(raw, bytes) else str(raw)
+        if kind in ("smessage", "message"):
+            target = split_topic(name)
+            if target is None:
+                return
+            try:
+                await self._deliver(target[0], target[1], message["data"])
+            except Exception:
+                log.exception("deliver failed", extra={"topic": name})
+        elif kind == self._sub:
+            for waiter in self._confirm.pop(name, []):
+                if not waiter.done():
+                    waiter.set_result(None)
+        elif kind == self._unsub:
+            if self._leaving[name] > 0:
+                self._leaving[name] -= 1
+            elif name in self.topics:
+                # The server dropped it: its slot migrated. Re-place it with a fresh slot map.
+                log.info("redis cluster slot moved", extra={"topic": name, "node": self.name})
+                self.topics.discard(name)
+                self.broker.moved(name)

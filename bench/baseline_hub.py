@@ -63,4 +63,9 @@ async def http_event(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-app = Starlette(routes=[WebSocketRoute("/ws", ws_endpoint), Route("/api/event", http_event, methods=["POST"])])
+app = Starlette(
+    routes=[
+        WebSocketRoute("/ws", ws_endpoint),
+        Route("/api/event", http_event, methods=["POST"]),
+    ]
+)

@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -35,6 +37,7 @@ type config struct {
 	hold               time.Duration
 	connectConcurrency int
 	seed               int64
+	serverPids         []int
 }
 
 type latency struct {
@@ -71,6 +74,7 @@ type result struct {
 	LatencyMs      *latency `json:"latency_ms,omitempty"`
 	CPUPct         float64  `json:"loadgen_cpu_pct"`
 	CPUPctTotal    float64  `json:"loadgen_cpu_pct_total"`
+	ServerCPUPct   *float64 `json:"server_cpu_pct,omitempty"`
 	ErrorFrames    int64    `json:"error_frames"`
 	PubErrors      int64    `json:"pub_errors"`
 	Disconnects    int64    `json:"disconnects"`
@@ -98,6 +102,26 @@ func cpuNs() int64 {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// procCPUNs sums user+system CPU time of processes from /proc/<pid>/stat.
+func procCPUNs(pids []int) int64 {
+	var ticks int64
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// Fields after the ")" that ends comm: utime and stime are the 12th and 13th.
+		i := strings.LastIndexByte(string(b), ')')
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) > 12 {
+			u, _ := strconv.ParseInt(f[11], 10, 64)
+			s, _ := strconv.ParseInt(f[12], 10, 64)
+			ticks += u + s
+		}
+	}
+	return ticks * 1e9 / 100 // USER_HZ is 100 on Linux
 }
 
 // raiseNofile lifts the open-files soft limit to the hard one and returns it.
@@ -135,6 +159,7 @@ func main() {
 	flag.DurationVar(&cfg.hold, "hold", 120*time.Second, "idle: longest hold before exiting (stdin EOF or a signal end it sooner)")
 	flag.IntVar(&cfg.connectConcurrency, "connect-concurrency", 64, "dials in flight")
 	flag.Int64Var(&cfg.seed, "seed", 1, "random seed (channels mode)")
+	serverPids := flag.String("server-pids", "", "comma-separated pids whose CPU use over the load window is reported as server_cpu_pct")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile here (for tuning the loadgen)")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -144,6 +169,11 @@ func main() {
 		}
 		_ = pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
+	}
+	for _, f := range strings.Split(*serverPids, ",") {
+		if pid, err := strconv.Atoi(strings.TrimSpace(f)); err == nil {
+			cfg.serverPids = append(cfg.serverPids, pid)
+		}
 	}
 	if cfg.pubURL == "" {
 		cfg.pubURL = cfg.url
@@ -349,6 +379,7 @@ func measure(cfg *config, st *stats, res *result, subs []*sub, pub publisher,
 	pb := newPayloadBuilder(cfg.payloadSize)
 	st.measuring.Store(true)
 	cpu0 := cpuNs()
+	srv0 := procCPUNs(cfg.serverPids)
 	start := time.Now()
 	end := start.Add(cfg.duration)
 	var sent, expected, stalls int64
@@ -383,6 +414,7 @@ func measure(cfg *config, st *stats, res *result, subs []*sub, pub publisher,
 	}
 	pubEnd := time.Now()
 	cpu1 := cpuNs()
+	srv1 := procCPUNs(cfg.serverPids)
 
 	// Drain: until everything arrived, nothing arrived for drainIdle, or drain ran out.
 	res.DrainEnd = "complete"
@@ -436,6 +468,10 @@ func measure(cfg *config, st *stats, res *result, subs []*sub, pub publisher,
 	}
 	res.CPUPct = 100 * float64(cpu1-cpu0) / float64(pubEnd.Sub(start).Nanoseconds())
 	res.CPUPctTotal = 100 * float64(cpu2-cpu0) / float64(drainEnd.Sub(start).Nanoseconds())
+	if len(cfg.serverPids) > 0 {
+		v := 100 * float64(srv1-srv0) / float64(pubEnd.Sub(start).Nanoseconds())
+		res.ServerCPUPct = &v
+	}
 	if ws, ok := pub.(*wsPublisher); ok {
 		res.PubErrors += int64(ws.errors.Load())
 	}

@@ -43,14 +43,16 @@ RESULTS = BENCH / "results"
 # How the gateway under test is started: change it here (or with --realtime-cmd).
 # "{port}" is replaced by the port; the gateway also gets SERVER_ADDR.
 REALTIME_COMMAND = [sys.executable, "-m", "realtime"]
-# uvicorn settings for the baseline; keep them in step with how realtime serves.
+# uvicorn settings for the baseline: the ones realtime.cli.server_options uses.
 UVICORN_FLAGS = [
     "--loop",
     "uvloop",
     "--http",
     "httptools",
     "--ws",
-    "websockets",
+    "websockets-sansio",
+    "--ws-per-message-deflate",
+    "False",
     "--log-level",
     "warning",
     "--no-access-log",

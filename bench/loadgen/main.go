@@ -10,6 +10,7 @@ import (
 	"math/rand"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -191,6 +192,12 @@ func main() {
 		}
 	}
 	nofile := raiseNofile()
+	// Pinned to one CPU, Go would run one P; the reactor's blocking epoll_wait
+	// would then hold it until sysmon hands it over, delaying the publisher.
+	// A second P lets the kernel switch threads at once.
+	if runtime.GOMAXPROCS(0) < 2 {
+		runtime.GOMAXPROCS(2)
+	}
 
 	st := &stats{checkOrder: cfg.mode == "fanout" || cfg.mode == "fixed", wake: make(chan struct{}, 1)}
 	res := &result{Mode: cfg.mode, Publish: cfg.publish, Subscribers: cfg.subs}

@@ -23,6 +23,7 @@ import shlex
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -549,8 +550,10 @@ def summarize(targets: dict[str, dict[str, Any]], scenarios: Sequence[str]) -> l
             continue
         row: dict[str, Any] = {"scenario": sc, "metric": label, "better": better}
         for t in TARGETS:
-            res = targets.get(t, {}).get("scenarios", {}).get(sc)
-            row[t] = get(res) if res and not res.get("error") else None
+            runs = targets.get(t, {}).get("scenarios", {}).get(sc, {}).get("runs", [])
+            values = [v for r in runs if not r.get("error") and (v := get(r)) is not None]
+            row[t] = statistics.median(values) if values else None
+            row[f"{t}_runs"] = values
         b, r = row.get("baseline"), row.get("realtime")
         row["ratio"] = r / b if b and r is not None else None
         rows.append(row)
@@ -584,9 +587,10 @@ def print_table(rows: list[dict[str, Any]], targets: dict[str, dict[str, Any]]) 
         print("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in pairs))
     print(line)
     for t, tres in targets.items():
-        for sc, res in tres.get("scenarios", {}).items():
-            if res.get("error"):
-                print(f"{t} {sc}: ERROR {res['error']}")
+        for sc, entry in tres.get("scenarios", {}).items():
+            for i, res in enumerate(entry["runs"]):
+                if res.get("error"):
+                    print(f"{t} {sc} run {i + 1}: ERROR {res['error']}")
         if tres.get("error"):
             print(f"{t}: ERROR {tres['error']}")
 
@@ -662,6 +666,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--loadgen-cpu", default="1", help="taskset CPU list for the loadgen (default 1)"
     )
+    p.add_argument(
+        "--repeat", type=int, default=1, help="runs of each scenario; the table shows medians"
+    )
     p.add_argument("--no-build", action="store_true", help="use the existing loadgen binary")
     p.add_argument("--out", type=Path, help="result file (default bench/results/<timestamp>.json)")
     p.add_argument(
@@ -719,6 +726,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "loadgen_cpu": args.loadgen_cpu,
             "redis": bool(args.redis_url or args.start_redis),
             "two_instances": args.two_instances,
+            "repeat": args.repeat,
         },
         "targets": {},
     }
@@ -726,28 +734,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         redis_url = args.redis_url
         if args.start_redis:
             redis_url = stack.enter_context(local_redis(args.server_cpu))
-        for target in targets:
-            servers = make_servers(target, args, redis_url if target == "realtime" else None)
-            tres: dict[str, Any] = {
-                "command": servers[0].cmd,
-                "env": [s.env for s in servers],
-                "instances": len(servers),
+        servers = {
+            t: make_servers(t, args, redis_url if t == "realtime" else None) for t in targets
+        }
+        for t, srv in servers.items():
+            report["targets"][t] = {
+                "command": srv[0].cmd,
+                "env": [s.env for s in srv],
+                "instances": len(srv),
                 "scenarios": {},
             }
-            report["targets"][target] = tres
-            for sc in scenarios:
-                print(f"[{target}] {sc} ...", file=sys.stderr, flush=True)
-                t0 = time.monotonic()
-                res = run_scenario(sc, plan, servers, args.loadgen_cpu)
-                res["wall_s"] = round(time.monotonic() - t0, 1)
-                tres["scenarios"][sc] = res
-                if res.get("error"):
-                    print(f"[{target}] {sc} failed: {res['error']}", file=sys.stderr)
-                # Server start failures repeat for every scenario: skip the rest.
-                err = res.get("error", "")
-                if "did not listen" in err or "before listening" in err:
-                    tres["error"] = res["error"]
-                    break
+        # Targets take turns within each scenario and repeat, so a burst of
+        # outside load on this shared machine hits both alike.
+        for sc in scenarios:
+            for rep in range(args.repeat):
+                for t, srv in servers.items():
+                    tres = report["targets"][t]
+                    if tres.get("error"):
+                        continue
+                    print(
+                        f"[{t}] {sc} run {rep + 1}/{args.repeat} ...", file=sys.stderr, flush=True
+                    )
+                    t0 = time.monotonic()
+                    res = run_scenario(sc, plan, srv, args.loadgen_cpu)
+                    res["wall_s"] = round(time.monotonic() - t0, 1)
+                    tres["scenarios"].setdefault(sc, {"runs": []})["runs"].append(res)
+                    err = res.get("error", "")
+                    if err:
+                        print(f"[{t}] {sc} failed: {err}", file=sys.stderr)
+                    # A server that cannot start will not start for the next scenario either.
+                    if "did not listen" in err or "before listening" in err:
+                        tres["error"] = err
 
     report["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     report["summary"] = summarize(report["targets"], scenarios)
@@ -756,7 +773,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.write_text(json.dumps(report, indent=2) + "\n")
     print_table(report["summary"], report["targets"])
     print(f"results: {out}")
-    results = [r for t in report["targets"].values() for r in t["scenarios"].values()]
+    results = [
+        r for t in report["targets"].values() for e in t["scenarios"].values() for r in e["runs"]
+    ]
     failed = any(r.get("error") for r in results)
     return 1 if failed else 0
 

@@ -367,6 +367,15 @@ def scenario_args(name: str, plan: Plan, sub_url: str, pub_url: str) -> list[str
     raise ValueError(name)
 
 
+def cpu_list(spec: str) -> str:
+    """taskset's "0,2-3" as "0,2,3"."""
+    cpus: list[int] = []
+    for part in spec.split(","):
+        lo, _, hi = part.strip().partition("-")
+        cpus.extend(range(int(lo), int(hi or lo) + 1))
+    return ",".join(map(str, cpus))
+
+
 def run_scenario(name: str, plan: Plan, servers: list[Server], loadgen_cpu: str) -> dict[str, Any]:
     """Start fresh servers, run one scenario, stop them. Never raises."""
     sub_srv, pub_srv = servers[-1], servers[0]
@@ -390,7 +399,12 @@ def run_scenario(name: str, plan: Plan, servers: list[Server], loadgen_cpu: str)
             if name == "C1":
                 res = run_idle(loadgen_cpu, args, timeout, pids, settle=1.0, idle_window=2.0)
             else:
-                pid_arg = ["-server-pids", ",".join(map(str, pids))]
+                pid_arg = [
+                    "-server-pids",
+                    ",".join(map(str, pids)),
+                    "-server-cpus",
+                    cpu_list(sub_srv.cpu),
+                ]
                 res = run_loadgen(loadgen_cpu, [*args, *pid_arg], timeout)
             cpu1, t1 = sum(cpu_seconds(p) for p in pids), time.monotonic()
             out["server_rss_kb_end"] = sum(rss_kb(p) for p in pids)
@@ -512,12 +526,14 @@ METRICS: list[Metric] = [
     ("F1", "latency max ms", _lg("latency_ms", "max"), "lower"),
     ("F1", "lost", _lg("lost"), "lower"),
     ("F1", "server CPU %", _srv("server_cpu_pct"), "-"),
+    ("F1", "other load on server core %", _lg("server_core_other_pct"), "-"),
     ("F1", "loadgen CPU %", _lg("loadgen_cpu_pct"), "-"),
     ("F2", "latency p50 ms", _lg("latency_ms", "p50"), "lower"),
     ("F2", "latency p99 ms", _lg("latency_ms", "p99"), "lower"),
     ("F2", "latency max ms", _lg("latency_ms", "max"), "lower"),
     ("F2", "lost", _lg("lost"), "lower"),
     ("F2", "server CPU %", _srv("server_cpu_pct"), "lower"),
+    ("F2", "other load on server core %", _lg("server_core_other_pct"), "-"),
     ("C1", "connections", _lg("ready"), "higher"),
     ("C1", "connect s", _lg("connect_s"), "lower"),
     ("C1", "RSS before MiB", _srv("rss_kb_before", 1 / 1024), "lower"),
@@ -530,6 +546,7 @@ METRICS: list[Metric] = [
     ("F3", "latency max ms", _lg("latency_ms", "max"), "lower"),
     ("F3", "lost", _lg("lost"), "lower"),
     ("F3", "server CPU %", _srv("server_cpu_pct"), "lower"),
+    ("F3", "other load on server core %", _lg("server_core_other_pct"), "-"),
 ]
 
 

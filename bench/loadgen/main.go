@@ -39,6 +39,7 @@ type config struct {
 	connectConcurrency int
 	seed               int64
 	serverPids         []int
+	serverCPUs         map[string]bool
 }
 
 type latency struct {
@@ -76,6 +77,9 @@ type result struct {
 	CPUPct         float64  `json:"loadgen_cpu_pct"`
 	CPUPctTotal    float64  `json:"loadgen_cpu_pct_total"`
 	ServerCPUPct   *float64 `json:"server_cpu_pct,omitempty"`
+	CoreBusyPct    *float64 `json:"server_core_busy_pct,omitempty"`
+	CoreSoftirqPct *float64 `json:"server_core_softirq_pct,omitempty"`
+	CoreOtherPct   *float64 `json:"server_core_other_pct,omitempty"`
 	ErrorFrames    int64    `json:"error_frames"`
 	PubErrors      int64    `json:"pub_errors"`
 	Disconnects    int64    `json:"disconnects"`
@@ -125,6 +129,37 @@ func procCPUNs(pids []int) int64 {
 	return ticks * 1e9 / 100 // USER_HZ is 100 on Linux
 }
 
+type ticks struct{ busy, softirq int64 }
+
+// coreTicks sums non-idle and softirq time of the named CPUs from /proc/stat.
+func coreTicks(cpus map[string]bool) ticks {
+	var t ticks
+	if len(cpus) == 0 {
+		return t
+	}
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return t
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 9 || !cpus[f[0]] {
+			continue
+		}
+		// user nice system idle iowait irq softirq steal
+		for i, v := range f[1:9] {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			if i != 3 && i != 4 {
+				t.busy += n
+			}
+			if i == 6 {
+				t.softirq += n
+			}
+		}
+	}
+	return t
+}
+
 // raiseNofile lifts the open-files soft limit to the hard one and returns it.
 func raiseNofile() uint64 {
 	var r syscall.Rlimit
@@ -161,6 +196,7 @@ func main() {
 	flag.IntVar(&cfg.connectConcurrency, "connect-concurrency", 64, "dials in flight")
 	flag.Int64Var(&cfg.seed, "seed", 1, "random seed (channels mode)")
 	serverPids := flag.String("server-pids", "", "comma-separated pids whose CPU use over the load window is reported as server_cpu_pct")
+	serverCPUs := flag.String("server-cpus", "", "comma-separated CPU numbers the server is pinned to: report how busy they were and with what")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile here (for tuning the loadgen)")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -174,6 +210,12 @@ func main() {
 	for _, f := range strings.Split(*serverPids, ",") {
 		if pid, err := strconv.Atoi(strings.TrimSpace(f)); err == nil {
 			cfg.serverPids = append(cfg.serverPids, pid)
+		}
+	}
+	cfg.serverCPUs = map[string]bool{}
+	for _, f := range strings.Split(*serverCPUs, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			cfg.serverCPUs["cpu"+f] = true
 		}
 	}
 	if cfg.pubURL == "" {
@@ -387,6 +429,7 @@ func measure(cfg *config, st *stats, res *result, subs []*sub, pub publisher,
 	st.measuring.Store(true)
 	cpu0 := cpuNs()
 	srv0 := procCPUNs(cfg.serverPids)
+	core0 := coreTicks(cfg.serverCPUs)
 	start := time.Now()
 	end := start.Add(cfg.duration)
 	var sent, expected, stalls int64
@@ -422,6 +465,7 @@ func measure(cfg *config, st *stats, res *result, subs []*sub, pub publisher,
 	pubEnd := time.Now()
 	cpu1 := cpuNs()
 	srv1 := procCPUNs(cfg.serverPids)
+	core1 := coreTicks(cfg.serverCPUs)
 
 	// Drain: until everything arrived, nothing arrived for drainIdle, or drain ran out.
 	res.DrainEnd = "complete"
@@ -478,6 +522,17 @@ func measure(cfg *config, st *stats, res *result, subs []*sub, pub publisher,
 	if len(cfg.serverPids) > 0 {
 		v := 100 * float64(srv1-srv0) / float64(pubEnd.Sub(start).Nanoseconds())
 		res.ServerCPUPct = &v
+	}
+	if len(cfg.serverCPUs) > 0 {
+		wall := float64(pubEnd.Sub(start).Nanoseconds()) / 1e7 // in 10 ms ticks
+		busy := 100 * float64(core1.busy-core0.busy) / wall
+		soft := 100 * float64(core1.softirq-core0.softirq) / wall
+		res.CoreBusyPct, res.CoreSoftirqPct = &busy, &soft
+		if res.ServerCPUPct != nil {
+			// Whatever else ran on the server's cores: other processes, other tenants' steal.
+			other := max(busy-soft-*res.ServerCPUPct, 0)
+			res.CoreOtherPct = &other
+		}
 	}
 	if ws, ok := pub.(*wsPublisher); ok {
 		res.PubErrors += int64(ws.errors.Load())

@@ -608,6 +608,12 @@ def print_table(rows: list[dict[str, Any]], targets: dict[str, dict[str, Any]]) 
             for i, res in enumerate(entry["runs"]):
                 if res.get("error"):
                     print(f"{t} {sc} run {i + 1}: ERROR {res['error']}")
+                lg_cpu = res.get("loadgen", {}).get("loadgen_cpu_pct") or 0
+                if lg_cpu > 80:
+                    print(
+                        f"{t} {sc} run {i + 1}: loadgen at {lg_cpu:.0f} % of its core: "
+                        "it may be the bottleneck"
+                    )
         if tres.get("error"):
             print(f"{t}: ERROR {tres['error']}")
 

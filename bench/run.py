@@ -608,6 +608,11 @@ def print_table(rows: list[dict[str, Any]], targets: dict[str, dict[str, Any]]) 
             for i, res in enumerate(entry["runs"]):
                 if res.get("error"):
                     print(f"{t} {sc} run {i + 1}: ERROR {res['error']}")
+                if res.get("loadgen", {}).get("drain_end") == "timeout":
+                    print(
+                        f"{t} {sc} run {i + 1}: the drain ran out while deliveries were still "
+                        "arriving: 'lost' counts those still in flight"
+                    )
                 lg_cpu = res.get("loadgen", {}).get("loadgen_cpu_pct") or 0
                 if lg_cpu > 80:
                     print(
@@ -662,7 +667,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--idle-conns", type=int, help="C1 connections (default 10000)")
     p.add_argument("--channel-conns", type=int, help="F3 connections (default 10000)")
-    p.add_argument("--channel-rate", type=float, default=10, help="F3 broadcasts/s (default 10)")
+    p.add_argument(
+        "--channel-rate",
+        type=float,
+        default=4,
+        help="F3 broadcasts/s, half of them shared (default 4)",
+    )
     p.add_argument(
         "--drain", type=float, default=10, help="longest drain wait, seconds (default 10)"
     )

@@ -185,7 +185,7 @@ func main() {
 	flag.IntVar(&cfg.subs, "subs", 0, "subscriber connections (default 1000; 10000 for channels and idle)")
 	flag.StringVar(&cfg.channel, "channel", "bench", "channel name (shared channel in channels mode)")
 	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "publish duration")
-	flag.Float64Var(&cfg.rate, "rate", 0, "broadcasts/s for fixed and channels (default 20 and 10)")
+	flag.Float64Var(&cfg.rate, "rate", 0, "broadcasts/s for fixed and channels (default 20 and 4)")
 	flag.IntVar(&cfg.window, "window", 0, "fanout: at most this many broadcasts' worth of deliveries outstanding (0: only TCP backpressure)")
 	flag.IntVar(&cfg.payloadSize, "payload-size", 100, "approximate payload JSON size in bytes")
 	flag.DurationVar(&cfg.drain, "drain", 10*time.Second, "longest wait for outstanding deliveries after publishing")
@@ -230,7 +230,7 @@ func main() {
 	if cfg.rate == 0 {
 		cfg.rate = 20
 		if cfg.mode == "channels" {
-			cfg.rate = 10
+			cfg.rate = 4
 		}
 	}
 	nofile := raiseNofile()

@@ -34,7 +34,9 @@ type stats struct {
 	warmOwn     atomic.Int64 // subscribers that saw a warm-up on their own channel
 	measuring   atomic.Bool  // stop counting once the run is over
 	checkOrder  bool
-	lastErr     atomic.Value
+	// Deliveries per sequence number, to name the broadcasts that went missing.
+	perSeq  []atomic.Int32
+	lastErr atomic.Value
 	// Fanout window: the publisher sleeps until received reaches wakeAt.
 	wakeAt  atomic.Int64
 	waiting atomic.Bool
@@ -193,6 +195,9 @@ func (s *sub) handle(frame []byte, now int64, st *stats) {
 			lat = 0
 		}
 		st.lat.record(uint64(lat / 1000))
+		if seq >= 0 && seq < int64(len(st.perSeq)) {
+			st.perSeq[seq].Add(1)
+		}
 		if st.checkOrder && seq >= 0 {
 			if seq <= s.lastSeq {
 				st.outOfOrder.Add(1)

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -51,43 +52,48 @@ type latency struct {
 }
 
 type result struct {
-	Mode           string   `json:"mode"`
-	Publish        string   `json:"publish"`
-	Subscribers    int      `json:"subscribers"`
-	Connected      int      `json:"connected"`
-	ConnectFailed  int      `json:"connect_failed"`
-	Ready          int      `json:"ready"`
-	ConnectS       float64  `json:"connect_s"`
-	WarmupS        float64  `json:"warmup_s"`
-	WarmupSent     int      `json:"warmup_sent"`
-	Sent           int64    `json:"sent"`
-	PublishS       float64  `json:"publish_s"`
-	PublishRate    float64  `json:"publish_rate"`
-	Expected       int64    `json:"expected"`
-	Received       int64    `json:"received"`
-	Lost           int64    `json:"lost"`
-	LostPct        float64  `json:"lost_pct"`
-	OutOfOrder     int64    `json:"out_of_order"`
-	DeliveriesPerS float64  `json:"deliveries_per_s"`
-	ElapsedS       float64  `json:"elapsed_s"`
-	DrainS         float64  `json:"drain_s"`
-	DrainEnd       string   `json:"drain_end"`
-	WindowStalls   int64    `json:"window_stalls"`
-	LatencyMs      *latency `json:"latency_ms,omitempty"`
-	CPUPct         float64  `json:"loadgen_cpu_pct"`
-	CPUPctTotal    float64  `json:"loadgen_cpu_pct_total"`
-	ServerCPUPct   *float64 `json:"server_cpu_pct,omitempty"`
-	CoreBusyPct    *float64 `json:"server_core_busy_pct,omitempty"`
-	CoreSoftirqPct *float64 `json:"server_core_softirq_pct,omitempty"`
-	CoreOtherPct   *float64 `json:"server_core_other_pct,omitempty"`
-	ErrorFrames    int64    `json:"error_frames"`
-	PubErrors      int64    `json:"pub_errors"`
-	Disconnects    int64    `json:"disconnects"`
-	OtherFrames    int64    `json:"other_frames"`
-	HeldS          float64  `json:"held_s,omitempty"`
-	LastError      string   `json:"last_error,omitempty"`
-	Error          string   `json:"error,omitempty"`
+	Mode           string     `json:"mode"`
+	Publish        string     `json:"publish"`
+	Subscribers    int        `json:"subscribers"`
+	Connected      int        `json:"connected"`
+	ConnectFailed  int        `json:"connect_failed"`
+	Ready          int        `json:"ready"`
+	ConnectS       float64    `json:"connect_s"`
+	WarmupS        float64    `json:"warmup_s"`
+	WarmupSent     int        `json:"warmup_sent"`
+	Sent           int64      `json:"sent"`
+	PublishS       float64    `json:"publish_s"`
+	PublishRate    float64    `json:"publish_rate"`
+	Expected       int64      `json:"expected"`
+	Received       int64      `json:"received"`
+	Lost           int64      `json:"lost"`
+	LostPct        float64    `json:"lost_pct"`
+	OutOfOrder     int64      `json:"out_of_order"`
+	ShortSeqs      int64      `json:"short_broadcasts"`
+	Missing        [][3]int64 `json:"short_first,omitempty"`
+	DeliveriesPerS float64    `json:"deliveries_per_s"`
+	ElapsedS       float64    `json:"elapsed_s"`
+	DrainS         float64    `json:"drain_s"`
+	DrainEnd       string     `json:"drain_end"`
+	WindowStalls   int64      `json:"window_stalls"`
+	LatencyMs      *latency   `json:"latency_ms,omitempty"`
+	CPUPct         float64    `json:"loadgen_cpu_pct"`
+	CPUPctTotal    float64    `json:"loadgen_cpu_pct_total"`
+	ServerCPUPct   *float64   `json:"server_cpu_pct,omitempty"`
+	CoreBusyPct    *float64   `json:"server_core_busy_pct,omitempty"`
+	CoreSoftirqPct *float64   `json:"server_core_softirq_pct,omitempty"`
+	CoreOtherPct   *float64   `json:"server_core_other_pct,omitempty"`
+	ErrorFrames    int64      `json:"error_frames"`
+	PubErrors      int64      `json:"pub_errors"`
+	Disconnects    int64      `json:"disconnects"`
+	OtherFrames    int64      `json:"other_frames"`
+	HeldS          float64    `json:"held_s,omitempty"`
+	LastError      string     `json:"last_error,omitempty"`
+	Error          string     `json:"error,omitempty"`
 }
+
+// Broadcasts beyond this sequence number are counted but not checked one by one.
+const maxTrackedSeq = 1 << 20
 
 var outMu sync.Mutex
 
@@ -241,7 +247,11 @@ func main() {
 		runtime.GOMAXPROCS(2)
 	}
 
-	st := &stats{checkOrder: cfg.mode == "fanout" || cfg.mode == "fixed", wake: make(chan struct{}, 1)}
+	st := &stats{
+		checkOrder: cfg.mode == "fanout" || cfg.mode == "fixed",
+		wake:       make(chan struct{}, 1),
+		perSeq:     make([]atomic.Int32, maxTrackedSeq),
+	}
 	res := &result{Mode: cfg.mode, Publish: cfg.publish, Subscribers: cfg.subs}
 	// The hard timeout prints what is known so far and exits non-zero.
 	time.AfterFunc(cfg.timeout, func() {
@@ -433,6 +443,7 @@ func measure(cfg *config, st *stats, res *result, subs []*sub, pub publisher,
 	start := time.Now()
 	end := start.Add(cfg.duration)
 	var sent, expected, stalls int64
+	wantBySeq := make([]int32, 0, 1024)
 	interval := time.Duration(float64(time.Second) / cfg.rate)
 	n := int64(len(subs))
 	for {
@@ -461,6 +472,9 @@ func measure(cfg *config, st *stats, res *result, subs []*sub, pub publisher,
 		}
 		sent++
 		expected += want
+		if len(wantBySeq) < maxTrackedSeq {
+			wantBySeq = append(wantBySeq, int32(want))
+		}
 	}
 	pubEnd := time.Now()
 	cpu1 := cpuNs()
@@ -501,6 +515,14 @@ func measure(cfg *config, st *stats, res *result, subs []*sub, pub publisher,
 		res.LostPct = 100 * float64(res.Lost) / float64(expected)
 	}
 	res.OutOfOrder = int64(st.outOfOrder.Load())
+	for seq, want := range wantBySeq {
+		if got := st.perSeq[seq].Load(); got < want {
+			res.ShortSeqs++
+			if len(res.Missing) < 20 {
+				res.Missing = append(res.Missing, [3]int64{int64(seq), int64(got), int64(want)})
+			}
+		}
+	}
 	res.DrainS = drainEnd.Sub(pubEnd).Seconds()
 	res.WindowStalls = stalls
 	if last := st.lastRecvNs.Load(); last > start.UnixNano() {

@@ -613,6 +613,12 @@ def print_table(rows: list[dict[str, Any]], targets: dict[str, dict[str, Any]]) 
                         f"{t} {sc} run {i + 1}: the drain ran out while deliveries were still "
                         "arriving: 'lost' counts those still in flight"
                     )
+                other = res.get("loadgen", {}).get("server_core_other_pct") or 0
+                if other > 10:
+                    print(
+                        f"{t} {sc} run {i + 1}: other processes took {other:.0f} % of the "
+                        "server's core: noisy, rerun before trusting it"
+                    )
                 lg_cpu = res.get("loadgen", {}).get("loadgen_cpu_pct") or 0
                 if lg_cpu > 80:
                     print(

@@ -1,7 +1,7 @@
 """Benchmark runner: builds the load generator, runs each scenario against a
 fresh server pinned to one core, prints a comparison table and writes JSON.
 
-    python -m bench                       # both targets, F1 F2 C1 F3 (~2 min)
+    python -m bench                       # both targets, F1 F2 C1 F3 (2-3 min)
     python -m bench --quick               # smoke run (~40 s)
     python -m bench --target baseline --scenarios F1,F2
     python -m bench --target realtime --start-redis --two-instances

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// publisher sends one broadcast at a time; send blocks until the transport
+// takes it (TCP backpressure for WebSocket, the response for HTTP).
+type publisher interface {
+	send(channel, event string, payload []byte) error
+	close()
+}
+
+type wsPublisher struct {
+	conn   *websocket.Conn
+	buf    []byte
+	errors *atomic.Uint64
+}
+
+func newWSPublisher(cfg *config, st *stats) (*wsPublisher, error) {
+	d := newDialer(4096)
+	d.WriteBufferSize = 16384
+	d.WriteBufferPool = nil
+	c, err := dial(d, wsURL(cfg.pubURL, "bench-publisher"), 3)
+	if err != nil {
+		return nil, fmt.Errorf("publisher dial: %w", err)
+	}
+	p := &wsPublisher{conn: c, errors: new(atomic.Uint64)}
+	// Drain whatever the gateway sends the publisher (error frames, control
+	// frames) so its pings are answered and its buffers do not fill.
+	go func() {
+		for {
+			_, r, err := c.NextReader()
+			if err != nil {
+				return
+			}
+			b, _ := io.ReadAll(r)
+			if bytes.Contains(b, typeError) {
+				p.errors.Add(1)
+				st.lastErr.Store("publisher got: " + string(b))
+			}
+		}
+	}()
+	return p, nil
+}
+
+func (p *wsPublisher) send(channel, event string, payload []byte) error {
+	b := p.buf[:0]
+	b = append(b, `{"type":"broadcast","channel":`...)
+	b = append(b, quote(channel)...)
+	b = append(b, `,"event":`...)
+	b = append(b, quote(event)...)
+	b = append(b, `,"payload":`...)
+	b = append(b, payload...)
+	b = append(b, '}')
+	p.buf = b
+	_ = p.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	return p.conn.WriteMessage(websocket.TextMessage, b)
+}
+
+func (p *wsPublisher) close() { _ = p.conn.Close() }
+
+type httpPublisher struct {
+	url    string
+	client *http.Client
+	buf    []byte
+}
+
+func newHTTPPublisher(cfg *config) (*httpPublisher, error) {
+	u := cfg.httpURL
+	if u == "" {
+		var err error
+		if u, err = httpEventURL(cfg.pubURL); err != nil {
+			return nil, err
+		}
+	}
+	tr := &http.Transport{MaxIdleConnsPerHost: 4, DisableCompression: true}
+	return &httpPublisher{url: u, client: &http.Client{Transport: tr, Timeout: 30 * time.Second}}, nil
+}
+
+func (p *httpPublisher) send(channel, event string, payload []byte) error {
+	b := p.buf[:0]
+	b = append(b, `{"channel":`...)
+	b = append(b, quote(channel)...)
+	b = append(b, `,"event":`...)
+	b = append(b, quote(event)...)
+	b = append(b, `,"payload":`...)
+	b = append(b, payload...)
+	b = append(b, '}')
+	p.buf = b
+	resp, err := p.client.Post(p.url, "application/json", bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("POST %s: HTTP %d: %s", p.url, resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	return nil
+}
+
+func (p *httpPublisher) close() { p.client.CloseIdleConnections() }
+
+func newPublisher(cfg *config, st *stats) (publisher, error) {
+	switch cfg.publish {
+	case "ws":
+		return newWSPublisher(cfg, st)
+	case "http":
+		return newHTTPPublisher(cfg)
+	}
+	return nil, fmt.Errorf("unknown -publish %q (ws or http)", cfg.publish)
+}
+
+// payloadBuilder makes {"t":<ns>,"s":<seq>,"p":"xxx"} padded to about size bytes.
+type payloadBuilder struct {
+	pad string
+	buf []byte
+}
+
+func newPayloadBuilder(size int) *payloadBuilder {
+	// {"t":1700000000000000000,"s":1234567,"p":""} is about 45 bytes.
+	n := size - 45
+	if n < 0 {
+		n = 0
+	}
+	return &payloadBuilder{pad: strings.Repeat("x", n)}
+}
+
+func (b *payloadBuilder) build(seq int64) []byte {
+	p := b.buf[:0]
+	p = append(p, `{"t":`...)
+	p = strconv.AppendInt(p, time.Now().UnixNano(), 10)
+	p = append(p, `,"s":`...)
+	p = strconv.AppendInt(p, seq, 10)
+	p = append(p, `,"p":"`...)
+	p = append(p, b.pad...)
+	p = append(p, `"}`...)
+	b.buf = p
+	return p
+}

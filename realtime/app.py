@@ -14,8 +14,8 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from realtime import redisconn
 from realtime.brokers.base import Broker
@@ -24,7 +24,7 @@ from realtime.brokers.redis import RedisBroker
 from realtime.brokers.redis_cluster import RedisClusterBroker
 from realtime.brokers.registry import load_broker
 from realtime.config import Settings, describe
-from realtime.gateway import serve_websocket
+from realtime.gateway import WebSocketEndpoint
 from realtime.messages import MAX_CHANNEL_LENGTH, NULL, FrameError
 from realtime.node import Node
 from realtime.presence.base import PresenceStore
@@ -70,7 +70,7 @@ def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings) -> RealtimeApp:
     node = build_node(settings)
 
     @contextlib.asynccontextmanager
@@ -81,9 +81,6 @@ def create_app(settings: Settings) -> Starlette:
             yield
         finally:
             await node.close()
-
-    async def websocket(ws: WebSocket) -> None:
-        await serve_websocket(ws, node, settings)
 
     async def post_event(request: Request) -> Response:
         body = await request.body()
@@ -113,7 +110,6 @@ def create_app(settings: Settings) -> Starlette:
         )
 
     routes = [
-        WebSocketRoute("/ws", websocket),
         Route("/api/event", post_event, methods=["POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
@@ -126,7 +122,23 @@ def create_app(settings: Settings) -> Starlette:
             allow_headers=["*"],
         )
     ]
-    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
-    app.state.node = node
-    app.state.settings = settings
-    return app
+    http = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    http.state.node = node
+    http.state.settings = settings
+    return RealtimeApp(http, WebSocketEndpoint(node, settings))
+
+
+class RealtimeApp:
+    """``/ws`` goes straight to the WebSocket endpoint; everything else (HTTP, lifespan) to
+    Starlette. A connection then keeps no routing or middleware frames alive."""
+
+    def __init__(self, http: Starlette, websocket: WebSocketEndpoint) -> None:
+        self.http = http
+        self.websocket = websocket
+        self.state = http.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == "/ws":
+            await self.websocket(scope, receive, send)
+        else:
+            await self.http(scope, receive, send)

@@ -6,15 +6,17 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
-from starlette.applications import Starlette
 
 from realtime import __version__
 from realtime.brokers.registry import available, check_broker
 from realtime.config import OPTIONS, Settings, describe, load_settings
 from realtime.errors import ConfigError
+
+if TYPE_CHECKING:
+    from realtime.app import RealtimeApp
 
 log = logging.getLogger("realtime")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -66,7 +68,7 @@ def settings_or_exit() -> Settings:
     return settings
 
 
-def app_factory() -> Starlette:
+def app_factory() -> RealtimeApp:
     """Import target for uvicorn's worker processes: each reads the settings itself."""
     from realtime.app import create_app
 

@@ -1,18 +1,22 @@
-"""One WebSocket connection: identity, one reader and one writer, the slow-consumer bound.
+"""One WebSocket connection: identity, the read loop, the write path, the slow-consumer bound.
 
-When the reader or the writer ends, both end, and the node undoes the connection's presence
-and subscriptions.
+``/ws`` is served at the ASGI level, before Starlette's routing: a connection lives for hours,
+and every coroutine frame and object it keeps costs memory on each of thousands of idle
+sockets. Under our uvicorn protocol class frames go straight to the transport
+(:class:`DirectConnection`); under any other ASGI server a writer task drains a bounded
+queue (:class:`Connection`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
+from typing import Any
 
+from starlette.datastructures import Headers, QueryParams
 from starlette.responses import JSONResponse
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.types import Receive, Scope, Send
 
 from realtime.auth import identify
 from realtime.config import Settings
@@ -26,7 +30,6 @@ log = logging.getLogger("realtime.gateway")
 
 # Close codes we send; documented in docs/protocol.md.
 CLOSE_SLOW_CONSUMER = 4008
-CLOSE_GOING_AWAY = 1001
 SLOW_CLOSE_TIMEOUT = 5.0
 
 
@@ -81,10 +84,10 @@ class DirectConnection:
 class Connection:
     """A peer on any other ASGI server: a bounded queue drained by its own writer task."""
 
-    __slots__ = ("_queue", "_wake", "_websocket", "limit", "slow", "user_id", "writer")
+    __slots__ = ("_queue", "_send", "_wake", "limit", "slow", "user_id", "writer")
 
-    def __init__(self, websocket: WebSocket, user_id: str, limit: int) -> None:
-        self._websocket = websocket
+    def __init__(self, send: Send, user_id: str, limit: int) -> None:
+        self._send = send
         self.user_id = user_id
         self.limit = limit
         self.slow = False
@@ -97,7 +100,7 @@ class Connection:
             return
         if len(self._queue) >= self.limit:
             # Never grow without bound: this client stopped reading. Its writer is most likely
-            # blocked on the socket, so stop it here; the handler then closes with 4008.
+            # blocked on the socket, so stop it here; the endpoint then closes with 4008.
             self.slow = True
             self._queue.clear()
             if self.writer is not None:
@@ -107,8 +110,7 @@ class Connection:
         self._wake.set()
 
     async def write_loop(self) -> None:
-        send = self._websocket.send
-        queue = self._queue
+        send, queue = self._send, self._queue
         while not self.slow:
             if not queue:
                 self._wake.clear()
@@ -117,12 +119,12 @@ class Connection:
             await send({"type": "websocket.send", "text": queue.popleft().text})
 
 
-async def read_loop(websocket: WebSocket, peer: DirectConnection | Connection, node: Node) -> None:
+async def read_loop(receive: Receive, peer: DirectConnection | Connection, node: Node) -> None:
     """Decode and act on each client frame until the client goes; nothing a frame does
     ends the loop."""
     while True:
-        message = await websocket.receive()
-        if message["type"] == "websocket.disconnect":
+        message = await receive()
+        if message["type"] != "websocket.receive":
             return
         data = message.get("text")
         if data is None:
@@ -144,64 +146,84 @@ async def read_loop(websocket: WebSocket, peer: DirectConnection | Connection, n
                 peer.send(ack_frame(frame.ref))
 
 
-async def serve_websocket(websocket: WebSocket, node: Node, settings: Settings) -> None:
-    try:
-        user_id = identify(
-            websocket.headers, websocket.query_params, settings.jwt_secret, settings.jwt_user_claim
-        )
-    except AuthError as exc:
-        await websocket.send_denial_response(
-            JSONResponse({"error": str(exc)}, status_code=exc.status)
-        )
-        return
-    await websocket.accept()
-    protocol = websocket.scope.get("extensions", {}).get(EXTENSION)
-    if isinstance(protocol, DirectWebSocketProtocol):
-        await _serve_direct(websocket, protocol, user_id, node, settings)
-    else:
-        await _serve_asgi(websocket, user_id, node, settings)
+class WebSocketEndpoint:
+    """The raw ASGI app behind ``/ws``."""
 
+    def __init__(self, node: Node, settings: Settings) -> None:
+        self.node = node
+        self.settings = settings
 
-async def _serve_direct(
-    websocket: WebSocket,
-    protocol: DirectWebSocketProtocol,
-    user_id: str,
-    node: Node,
-    settings: Settings,
-) -> None:
-    # No writer task: sends go straight to the transport; this task is the reader.
-    peer = DirectConnection(protocol, user_id, settings.ws_send_queue_size)
-    node.connect(peer)
-    try:
-        await read_loop(websocket, peer, node)
-    except (WebSocketDisconnect, OSError):
-        pass
-    finally:
-        peer.detach()
-        await node.disconnect(peer)
-    if peer.slow:
-        log.warning("closed slow consumer", extra={"user_id": user_id})
-
-
-async def _serve_asgi(websocket: WebSocket, user_id: str, node: Node, settings: Settings) -> None:
-    connection = Connection(websocket, user_id, settings.ws_send_queue_size)
-    node.connect(connection)
-    reader = asyncio.create_task(read_loop(websocket, connection, node))
-    writer = connection.writer = asyncio.create_task(connection.write_loop())
-    try:
-        await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (reader, writer):
-            task.cancel()
-        for result in await asyncio.gather(reader, writer, return_exceptions=True):
-            if isinstance(result, Exception) and not isinstance(
-                result, WebSocketDisconnect | OSError
-            ):
-                log.error("connection loop failed", exc_info=result, extra={"user_id": user_id})
-        await node.disconnect(connection)
-    if connection.slow:
-        log.warning("closing slow consumer", extra={"user_id": user_id})
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(
-                websocket.close(CLOSE_SLOW_CONSUMER, "slow consumer"), SLOW_CLOSE_TIMEOUT
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (await receive())["type"] != "websocket.connect":
+            return
+        try:
+            user_id = identify(
+                Headers(scope=scope),
+                QueryParams(scope["query_string"]),
+                self.settings.jwt_secret,
+                self.settings.jwt_user_claim,
             )
+        except AuthError as exc:
+            await self._deny(scope, receive, send, exc)
+            return
+        await send({"type": "websocket.accept"})
+        extensions: dict[str, Any] = scope.get("extensions") or {}
+        protocol = extensions.get(EXTENSION)
+        if isinstance(protocol, DirectWebSocketProtocol):
+            # Nothing reads the handshake any more: let it go for the connection's lifetime.
+            scope.clear()
+            protocol.forget_handshake()
+            await self._serve_direct(protocol, receive, user_id)
+        else:
+            await self._serve_asgi(receive, send, user_id)
+
+    async def _deny(self, scope: Scope, receive: Receive, send: Send, exc: AuthError) -> None:
+        if "websocket.http.response" in (scope.get("extensions") or {}):
+            response = JSONResponse({"error": str(exc)}, status_code=exc.status)
+            await response(scope, receive, send)
+        else:  # the server cannot send an HTTP response to an upgrade: refuse it plainly
+            await send({"type": "websocket.close", "code": 1008, "reason": str(exc)[:120]})
+
+    async def _serve_direct(
+        self, protocol: DirectWebSocketProtocol, receive: Receive, user_id: str
+    ) -> None:
+        # No writer task: sends go straight to the transport; this task is the reader.
+        peer = DirectConnection(protocol, user_id, self.settings.ws_send_queue_size)
+        self.node.connect(peer)
+        try:
+            await read_loop(receive, peer, self.node)
+        finally:
+            peer.detach()
+            await self.node.disconnect(peer)
+        if peer.slow:
+            log.warning("closed slow consumer", extra={"user_id": user_id})
+
+    async def _serve_asgi(self, receive: Receive, send: Send, user_id: str) -> None:
+        peer = Connection(send, user_id, self.settings.ws_send_queue_size)
+        self.node.connect(peer)
+        reader = asyncio.create_task(read_loop(receive, peer, self.node))
+        writer = peer.writer = asyncio.create_task(peer.write_loop())
+        try:
+            await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (reader, writer):
+                task.cancel()
+            for result in await asyncio.gather(reader, writer, return_exceptions=True):
+                if isinstance(result, Exception) and not isinstance(result, OSError):
+                    log.error("connection loop failed", exc_info=result)
+            await self.node.disconnect(peer)
+        if peer.slow:
+            log.warning("closing slow consumer", extra={"user_id": user_id})
+            try:
+                await asyncio.wait_for(
+                    send(
+                        {
+                            "type": "websocket.close",
+                            "code": CLOSE_SLOW_CONSUMER,
+                            "reason": "slow consumer",
+                        }
+                    ),
+                    SLOW_CLOSE_TIMEOUT,
+                )
+            except Exception as exc:  # the client is gone or still not reading
+                log.debug("slow consumer close not sent: %s", exc)

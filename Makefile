@@ -31,6 +31,10 @@ test-unit: install
 test-integration: install
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
+# Benchmarks (needs Go for the load generator): `make bench BENCH_ARGS="--quick"`.
+bench: install
+	$(PY) -m bench $(BENCH_ARGS)
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
@@ -48,6 +50,11 @@ def parser() -> argparse.ArgumentParser:
         description="Run the realtime-mq gateway.",
         epilog=_settings_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands.add_parser(
+        "bench",
+        help="run the benchmarks (from a source checkout; see bench/README.md)",
+        add_help=False,
     )
     serve.add_argument(
         "--workers",
@@ -112,9 +119,26 @@ def server_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def bench(argv: Sequence[str]) -> None:
+    """``realtime bench ...`` is ``python -m bench ...`` of the checkout it runs from."""
+    if Path("bench", "run.py").is_file() and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        from bench.run import main as bench_main  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        print(
+            "realtime bench runs from a source checkout of realtime-mq: cd into it and run "
+            "`make bench` or `realtime bench --help`",
+            file=sys.stderr,
+        )
+        raise SystemExit(2) from None
+    raise SystemExit(bench_main(list(argv)))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        bench(argv[1:])
     args = parser().parse_args(argv)
-    if args.command not in (None, "serve"):
-        raise SystemExit(2)
     settings = settings_or_exit()
     serve(settings, workers=getattr(args, "workers", 1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -172,3 +173,30 @@ async def test_members_of_a_killed_instance_drop_out_of_sync(
                     return sync is not None and sync["users"] == []
 
             await wait_until_async(gone, timeout=10, interval=0.3)
+
+
+async def test_workers_share_the_port_as_instances(
+    redis: RedisServer, tmp_path: Path, channel: str
+) -> None:
+    async with spawn_gateway(
+        redis_env(redis), str(tmp_path / "w.log"), args=["--workers", "2"]
+    ) as gw:
+        children = Path(f"/proc/{gw.process.pid}/task/{gw.process.pid}/children")
+
+        def workers() -> int:
+            # uvicorn's workers are multiprocessing spawns (its resource tracker is not).
+            pids = children.read_text().split()
+            return sum(b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in pids)
+
+        await wait_until_async(lambda: workers() == 2, timeout=20, ignore=(OSError,))
+        clients = []
+        async with contextlib.AsyncExitStack() as stack:
+            for i in range(16):
+                client = await stack.enter_async_context(ws_client(gw.ws_url + f"?user_id=u{i}"))
+                await client.subscribe(channel, "broadcast")
+                clients.append(client)
+            async with httpx.AsyncClient() as http:
+                response = await http.post(gw.url + "/api/event", json={"channel": channel})
+                assert response.status_code == 200
+            for client in clients:
+                await client.expect("broadcast", channel=channel)

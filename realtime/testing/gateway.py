@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,7 +93,10 @@ class GatewayProcess:
 
 @contextlib.asynccontextmanager
 async def spawn_gateway(
-    env: Mapping[str, str], log_path: str, python: str = sys.executable
+    env: Mapping[str, str],
+    log_path: str,
+    python: str = sys.executable,
+    args: Sequence[str] = (),
 ) -> AsyncIterator[GatewayProcess]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -106,7 +109,7 @@ async def spawn_gateway(
     }
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [python, "-m", "realtime", "serve"],
+            [python, "-m", "realtime", "serve", *args],
             env=full_env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -322,10 +322,10 @@ class KafkaBroker:
             await _quietly(producer.stop(), self.config.timeout)
 
 
-async def _quietly(closing: Any, timeout: float) -> None:
+async def _quietly(closing: Any, limit: float) -> None:
     """Release a client; a failure to say goodbye to an unreachable Kafka is not an error."""
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(limit):
             await closing
     except asyncio.CancelledError:
         raise

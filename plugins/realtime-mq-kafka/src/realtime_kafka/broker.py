@@ -278,13 +278,16 @@ class KafkaBroker:
     async def _watch(self, consumer: AIOKafkaConsumer, tps: set[Any]) -> None:
         """Readiness from real round trips to the partition leaders, and stall detection."""
         stalled = 0
-        last = dict(self._positions)
+        last: dict[Any, int] = {}
         down_since: float | None = None
         while True:
             await asyncio.sleep(self.config.health_interval)
             try:
                 async with asyncio.timeout(self.config.timeout):
                     ends = await consumer.end_offsets(list(tps))
+                    # The consumer's own positions (not what we delivered): they also step
+                    # over records that are not messages, such as transaction markers.
+                    positions = {tp: await consumer.position(tp) for tp in tps}
             except (KafkaError, OSError, TimeoutError) as exc:
                 if down_since is None:
                     down_since = time.monotonic()
@@ -298,9 +301,9 @@ class KafkaBroker:
             current = consumer.partitions_for_topic(self.config.topic)
             if current and current != {tp.partition for tp in tps}:
                 raise _Rebuild(f"partitions of {self.config.topic!r} changed")
-            behind = any(ends[tp] > self._positions.get(tp.partition, 0) for tp in tps)
-            moved = self._positions != last
-            last = dict(self._positions)
+            behind = any(ends[tp] > positions[tp] for tp in tps)
+            moved = positions != last
+            last = positions
             stalled = stalled + 1 if behind and not moved else 0
             if stalled >= STALL_CHECKS:
                 raise _Rebuild("consumer has records to read but reads none")

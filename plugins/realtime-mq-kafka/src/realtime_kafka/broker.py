@@ -236,19 +236,20 @@ class KafkaBroker:
     async def _assign(self, consumer: AIOKafkaConsumer, partitions: set[int]) -> set[Any]:
         tps = {TopicPartition(self.config.topic, p) for p in partitions}
         consumer.assign(list(tps))
+        # Explicit offsets, asked of the leaders now: a message published once ready is set
+        # is never skipped by a "latest" reset the fetcher would make later.
+        fresh = [tp for tp in tps if tp.partition not in self._positions]
+        if self._assigned_once:
+            # Partitions added after we started: what was written to them is new to us.
+            starts = await consumer.beginning_offsets(fresh) if fresh else {}
+        else:
+            starts = await consumer.end_offsets(fresh) if fresh else {}
         for tp in tps:
-            known = self._positions.get(tp.partition)
-            if known is not None:
-                consumer.seek(tp, known)  # a rebuild resumes where the last consumer was
-            elif self._assigned_once:
-                # A partition added after we started: what was written to it is new to us.
-                await consumer.seek_to_beginning(tp)
-            else:
-                await consumer.seek_to_end(tp)
-        for tp in tps:
-            # Resolve every position now, so a message published after ready is never
-            # skipped by a "latest" reset that happens later.
-            self._positions[tp.partition] = await consumer.position(tp)
+            # A rebuild resumes where the last consumer was.
+            offset = self._positions.get(tp.partition, starts.get(tp))
+            assert offset is not None
+            consumer.seek(tp, offset)
+            self._positions[tp.partition] = offset
         self._assigned_once = True
         return tps
 

@@ -190,19 +190,28 @@ class KafkaBroker:
         backoff = BACKOFF_START
         while True:
             consumer: AIOKafkaConsumer | None = None
-            watcher: asyncio.Task[None] | None = None
+            tasks: list[asyncio.Task[None]] = []
             try:
                 partitions = await self._ensure_topic()
                 consumer = self._new_consumer()
                 async with asyncio.timeout(self.config.timeout * 2):
                     await consumer.start()
                     tps = await self._assign(consumer, partitions)
-                watcher = asyncio.create_task(self._watch(consumer, tps), name="kafka-health")
+                tasks = [
+                    asyncio.create_task(self._consume(consumer, deliver), name="kafka-consume"),
+                    asyncio.create_task(self._watch(consumer, tps), name="kafka-health"),
+                ]
                 self._ready.set()
                 if backoff > BACKOFF_START:
                     log.info("kafka consumer recovered", extra={"topic": self.config.topic})
                 backoff = BACKOFF_START
-                await self._consume(consumer, watcher, deliver)
+                # Neither ends on its own; whichever does (an error, or the watcher asking
+                # for a rebuild, even while a fetch hangs) takes the other down with it.
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if not task.cancelled():
+                        task.result()
+                raise _Rebuild("consumer loop ended")
             except asyncio.CancelledError:
                 raise
             except _Rebuild as exc:
@@ -213,10 +222,11 @@ class KafkaBroker:
                 log.exception("kafka consumer failed, retrying in %.1fs", backoff)
             finally:
                 self._ready.clear()
-                if watcher is not None:
-                    watcher.cancel()
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
                     with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await watcher
+                        await task
                 if consumer is not None:
                     await _quietly(consumer.stop(), self.config.timeout)
             await asyncio.sleep(backoff)
@@ -253,17 +263,13 @@ class KafkaBroker:
         self._assigned_once = True
         return tps
 
-    async def _consume(
-        self, consumer: AIOKafkaConsumer, watcher: asyncio.Task[None], deliver: Deliver
-    ) -> None:
+    async def _consume(self, consumer: AIOKafkaConsumer, deliver: Deliver) -> None:
         while True:
-            if watcher.done():
-                watcher.result()  # raises what stopped it (_Rebuild)
-                raise _Rebuild("health watcher ended")
             batches = await consumer.getmany(timeout_ms=500)
             for tp, records in batches.items():
                 for record in records:
                     await self._handle(deliver, record)
+                    # Only after delivery: a rebuild resumes at the first record not delivered.
                     self._positions[tp.partition] = record.offset + 1
 
     async def _handle(self, deliver: Deliver, record: Any) -> None:

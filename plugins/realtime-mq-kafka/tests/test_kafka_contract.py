@@ -9,8 +9,11 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from realtime.brokers.base import Broker
+from realtime.errors import BrokerError
 from realtime.messages import Kind
 from realtime.testing import BrokerContract, Inbox
 from realtime.testing.servers import KafkaServer, RestartUnsupported, kafka_server
@@ -63,9 +66,7 @@ class TestKafkaBroker(BrokerContract):
 
 def kafka_broker(server: KafkaServer, **options: Any) -> KafkaBroker:
     topic = f"own-{uuid.uuid4().hex[:8]}"
-    return KafkaBroker(
-        KafkaConfig(bootstrap=(server.bootstrap,), topic=topic, partitions=2, **options)
-    )
+    return KafkaBroker(KafkaConfig(bootstrap=(server.bootstrap,), topic=topic, **options))
 
 
 @pytest.mark.integration
@@ -84,7 +85,7 @@ async def test_a_stuck_consumer_is_rebuilt_where_it_stopped(
         return await real(self, *args, **kwargs)
 
     monkeypatch.setattr(AIOKafkaConsumer, "getmany", getmany)
-    broker, inbox = kafka_broker(own_kafka, timeout=3.0, health_interval=0.1), Inbox()
+    broker, inbox = kafka_broker(own_kafka, partitions=2, timeout=3.0, health_interval=0.1), Inbox()
     try:
         await broker.start(inbox)
         await broker.subscribe("broadcast", "c")
@@ -118,4 +119,44 @@ async def test_a_failing_deliver_does_not_stop_the_consumer(own_kafka: KafkaServ
         await broker.publish("presence", "c", b"after")
         await inbox.wait_for(lambda: inbox.on("presence", "c") == [b"after"], 15)
     finally:
+        await broker.close()
+
+
+@pytest.mark.integration
+async def test_the_topic_is_created_with_our_settings(own_kafka: KafkaServer) -> None:
+    broker = kafka_broker(own_kafka, partitions=4, retention_ms=120_000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=own_kafka.bootstrap)
+    try:
+        await broker.start(Inbox())
+        assert broker.ready
+        await admin.start()
+        (described,) = await admin.describe_topics([broker.config.topic])
+        assert len(described["partitions"]) == 4
+        resource = ConfigResource(ConfigResourceType.TOPIC, broker.config.topic)
+        (response,) = await admin.describe_configs([resource])
+        configs = {entry[0]: entry[1] for entry in response.resources[0][4]}
+        assert configs["max.message.bytes"] == str(broker.config.max_message_bytes)
+        assert configs["retention.ms"] == "120000"
+    finally:
+        await admin.close()
+        await broker.close()
+
+
+@pytest.mark.integration
+async def test_a_missing_topic_it_may_not_create_means_not_ready(
+    own_kafka: KafkaServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("realtime_kafka.broker.START_WAIT", 2.0)
+    broker = kafka_broker(own_kafka, create_topic=False, timeout=0.5)
+    admin = AIOKafkaAdminClient(bootstrap_servers=own_kafka.bootstrap)
+    try:
+        await broker.start(Inbox())
+        assert not broker.ready
+        with pytest.raises(BrokerError):
+            await broker.publish("broadcast", "c", b"nowhere to go")
+        await admin.start()
+        # Neither the lookups nor the publish made the broker auto-create it.
+        assert broker.config.topic not in await admin.list_topics()
+    finally:
+        await admin.close()
         await broker.close()

@@ -22,13 +22,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, for_code
+from aiokafka.errors import KafkaError
 
 from realtime.errors import BrokerError
 from realtime.messages import Kind
 from realtime_kafka import envelope
 from realtime_kafka.config import KafkaConfig
+from realtime_kafka.topic import ensure_topic
 
 if TYPE_CHECKING:
     from realtime.brokers.base import Deliver
@@ -40,7 +40,6 @@ BACKOFF_CAP = 5.0
 # How long start() waits for the first healthy consumer; a Kafka that is down leaves the
 # broker not-ready and retrying, it does not stop the gateway.
 START_WAIT = 15.0
-TOPIC_ALREADY_EXISTS = 36
 # A consumer that has something to read and reads nothing for this many health checks is
 # stuck (a dead fetch loop): it is rebuilt.
 STALL_CHECKS = 10
@@ -126,63 +125,9 @@ class KafkaBroker:
                 self._producer = producer
             return self._producer
 
-    # --- the topic ---------------------------------------------------------------------------
-
     async def _ensure_topic(self) -> set[int]:
-        """Create the topic when missing (if allowed); return its partition ids."""
         async with self._topic_lock:
-            admin = AIOKafkaAdminClient(**self.config.client_options())
-            try:
-                async with asyncio.timeout(self.config.timeout * 2):
-                    await admin.start()
-                    partitions = await self._describe(admin)
-                    if partitions is None and self.config.create_topic:
-                        await self._create(admin)
-                    while partitions is None:
-                        await asyncio.sleep(0.1)  # metadata catches up with the creation
-                        partitions = await self._describe(admin)
-            except TimeoutError:
-                what = "create or find" if self.config.create_topic else "find"
-                raise BrokerError(f"could not {what} kafka topic {self.config.topic!r}") from None
-            finally:
-                await _quietly(admin.close(), self.config.timeout)
-            return partitions
-
-    async def _describe(self, admin: AIOKafkaAdminClient) -> set[int] | None:
-        # Asking for one topic by name would auto-create it with the broker's defaults (where
-        # auto.create.topics.enable is on), so look in the list of all topics first.
-        if self.config.topic not in await admin.list_topics():
-            return None
-        for topic in await admin.describe_topics([self.config.topic]):
-            if topic["topic"] == self.config.topic and topic["error_code"] == 0:
-                found = {p["partition"] for p in topic["partitions"]}
-                return found or None
-        return None
-
-    async def _create(self, admin: AIOKafkaAdminClient) -> None:
-        replicas = self.config.replication_factor
-        if replicas is None:
-            brokers = (await admin.describe_cluster())["brokers"]
-            replicas = max(1, min(3, len(brokers)))
-        new = NewTopic(
-            self.config.topic,
-            self.config.partitions,
-            replicas,
-            topic_configs={
-                "max.message.bytes": str(self.config.max_message_bytes),
-                "retention.ms": str(self.config.retention_ms),
-            },
-        )
-        response = await admin.create_topics([new])
-        for name, code, *rest in response.topic_errors:
-            if code not in (0, TOPIC_ALREADY_EXISTS):
-                detail = rest[0] if rest and rest[0] else for_code(code).__name__
-                raise BrokerError(f"kafka could not create topic {name!r}: {detail}")
-            if code == 0:
-                log.info(
-                    "created kafka topic",
-                    extra={"topic": name, "partitions": self.config.partitions},
-                )
+            return await ensure_topic(self.config)
 
     # --- receiving ---------------------------------------------------------------------------
 

@@ -8,11 +8,12 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml plugins/realtime-mq-rabbitmq/pyproject.toml
+$(STAMP): pyproject.toml plugins/realtime-mq-rabbitmq/pyproject.toml plugins/realtime-mq-kafka/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	$(PY) -m pip install -q -e plugins/realtime-mq-rabbitmq
+	$(PY) -m pip install -q -e plugins/realtime-mq-kafka
 	touch $(STAMP)
 
 # Embedded mode: in-process broker and presence, nothing but Python needed.

@@ -194,6 +194,7 @@ class BusMessage(msgspec.Struct, omit_defaults=True):
     meta: BusMeta = msgspec.field(default_factory=BusMeta)
     ts: int = 0
     seq: int = 0  # presence events only: the channel's version after the event (extension)
+    epoch: str = ""  # with seq: changes when the presence store lost its state and restarted
 
 
 PRESENCE_TYPES = frozenset({"presence_join", "presence_update", "presence_leave"})
@@ -233,10 +234,10 @@ def bus_presence_body(channel: str, member: Member) -> bytes:
 _EMPTY_TYPE = b'{"type":"",'
 
 
-def complete_presence(kind: str, body: bytes, seq: int) -> bytes:
+def complete_presence(kind: str, body: bytes, seq: int, epoch: str) -> bytes:
     """The bus message for ``body`` (from ``bus_presence_body``) as event ``kind`` number
-    ``seq``; the Redis scripts build the same bytes in Lua."""
-    return b'{"type":"%s",%s,"seq":%d}' % (kind.encode(), body, seq)
+    ``seq`` of ``epoch``; the Redis scripts build the same bytes in Lua."""
+    return b'{"type":"%s",%s,"seq":%d,"epoch":%s}' % (kind.encode(), body, seq, encode(epoch))
 
 
 def client_frame(message: BusMessage) -> Outgoing:

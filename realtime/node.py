@@ -62,6 +62,7 @@ class PresenceSub:
     diff: bool = False
     chunk: int = 0
     seen: int = 0
+    epoch: str = ""
     pending: list[BusMessage] | None = None
     resync: bool = False
     asked: int = 0  # resync requests so far: a sync read before the latest one is not enough
@@ -105,6 +106,7 @@ class Node:
         self._conns = 0
         self._channel_states: dict[str, ChannelState] = {}
         self._resyncs: dict[str, asyncio.Task[None]] = {}
+        self._reasserts: dict[str, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.delivered = 0
 
@@ -123,12 +125,13 @@ class Node:
         ]
 
     async def close(self) -> None:
-        for task in [*self._tasks, *self._resyncs.values()]:
+        for task in [*self._tasks, *self._resyncs.values(), *self._reasserts.values()]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
         self._resyncs.clear()
+        self._reasserts.clear()
         closed: set[int] = set()
         for broker in self.brokers.values():
             if id(broker) not in closed:
@@ -332,6 +335,14 @@ class Node:
                 sub.overflow = True
             sub.pending.append(message)
             return frame
+        if message.epoch != sub.epoch:
+            if sub.epoch or sub.seen:
+                # The store lost its state (Redis came back empty) and numbers from 1 again:
+                # re-assert our connections and give this client a fresh sync.
+                self._want_resync(peer, channel, sub, message)
+                self._reassert(channel)
+                return frame
+            sub.epoch = message.epoch  # the channel's first event: its epoch begins
         if message.seq <= sub.seen:
             return frame  # already in the client's sync
         if message.seq != sub.seen + 1:
@@ -420,7 +431,7 @@ class Node:
         if sub.asked != asked:
             return  # a newer sync was asked for meanwhile; it follows and ends the hold
         sub.resync = False
-        sub.seen = version
+        sub.seen, sub.epoch = version, snapshot.epoch
         pending, sub.pending = sub.pending or [], None
         for message in pending:
             if sub.pending is not None:
@@ -467,6 +478,22 @@ class Node:
         # lost are re-added (with their join events).
         await self.store.refresh(self._entries())
 
+    def _reassert(self, channel: str) -> None:
+        if channel not in self._reasserts and self._entries(channel):
+            self._reasserts[channel] = asyncio.create_task(
+                self._reassert_now(channel), name="presence-reassert"
+            )
+
+    async def _reassert_now(self, channel: str) -> None:
+        try:
+            added = await self.store.refresh(self._entries(channel))
+            if added:
+                log.info("re-asserted %d presence entries", added, extra={"channel": channel})
+        except PresenceError as exc:
+            log.warning("presence re-assert failed: %s", exc, extra={"channel": channel})
+        finally:
+            self._reasserts.pop(channel, None)
+
     async def _reap(self) -> None:
         """Reap the channels this instance serves and check its subscribers' views."""
         channels = {ch for state in self._peers.values() for ch in (*state.joined, *state.presence)}
@@ -476,21 +503,17 @@ class Node:
         for channel, now in states.items():
             before = self._channel_states.get(channel)
             self._channel_states[channel] = now
-            if before is not None and before.epoch != now.epoch and before.version:
-                # The store lost its state (Redis came back empty): re-assert our connections
-                # at once, then give every local subscriber a fresh sync.
-                log.info("presence state lost, re-asserting", extra={"channel": channel})
-                await self.store.refresh(self._entries(channel))
-                lagging = self._subs(channel, lambda sub: True)
-            else:
-                # Events up to the previous tick's version have had a whole tick to arrive.
-                last = before.version if before is not None else 0
-                lagging = [
-                    (peer, sub)
-                    for peer, sub in self._subs(channel, lambda sub: True)
-                    if sub.resync or (sub.pending is None and sub.seen < last)
-                ]
-            for peer, sub in lagging:
+            if now.version == 0 or (before is not None and before.epoch != now.epoch):
+                # No version while we hold live entries, or a new epoch: the store may have
+                # lost its state (Redis came back empty). Re-assert ours at once.
+                self._reassert(channel)
+            if before is None or before.epoch != now.epoch:
+                continue  # events in flight settle it; the next tick looks again
+            # Events up to the previous tick's version have had a whole tick to arrive.
+            for peer, sub in self._subs(channel, lambda sub: True):
                 if sub.resync and channel in self._resyncs:
                     continue
-                self._want_resync(peer, channel, sub)
+                if sub.resync or (
+                    sub.pending is None and (sub.epoch != before.epoch or sub.seen < before.version)
+                ):
+                    self._want_resync(peer, channel, sub)

@@ -40,7 +40,8 @@ class MemoryPresence:
         state.version += 1
         if self._publish is not None:
             body = bus_presence_body(channel, member)
-            await self._publish(channel, complete_presence(kind, body, state.version))
+            data = complete_presence(kind, body, state.version, self._epoch)
+            await self._publish(channel, data)
 
     async def join(self, channel: str, conn: str, member: Member) -> str:
         async with self._lock:

@@ -48,11 +48,17 @@ local now_ms = string.format('%.0f',
 
 local function emit(kind, body)
   local v = redis.call('INCR', KEYS[5])
-  if v == 1 then redis.call('SET', KEYS[6], clock[1] .. '.' .. clock[2]) end
+  local epoch
+  if v == 1 then
+    epoch = clock[1] .. '.' .. clock[2]
+    redis.call('SET', KEYS[6], epoch)
+  else
+    epoch = redis.call('GET', KEYS[6]) or ''
+  end
   redis.call('EXPIRE', KEYS[5], version_ttl)
   redis.call('EXPIRE', KEYS[6], version_ttl)
-  redis.call('PUBLISH', topic,
-    '{"type":"presence_' .. kind .. '",' .. body .. ',"seq":' .. v .. '}')
+  redis.call('PUBLISH', topic, '{"type":"presence_' .. kind .. '",' .. body ..
+    ',"seq":' .. v .. ',"epoch":"' .. epoch .. '"}')
   return v
 end
 

@@ -147,6 +147,7 @@ async def test_killed_instance_users_leave_once_within_the_bound(
                 leaves = [f["user_id"] for f in w.view.frames if f["type"] == "presence_leave"]
                 assert sorted(leaves[:5]) == sorted(truth_before - {"both"})
                 assert w.view.errors == []
+            await converged([w1, w3], {"both"})  # the marker's close is announced too
             assert set(await fresh_sync(g3.ws_url, channel)) == {"both"}
 
 

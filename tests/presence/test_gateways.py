@@ -35,7 +35,7 @@ TTL = 2
 # A killed instance's users are announced gone within the TTL plus the reaper's period (0.5 s
 # at TTL 2) plus delivery; the test allows a little more for a busy 2-core machine.
 LEAVE_BOUND = TTL + 2.5
-ROUNDS = 6
+ROUNDS = 8
 
 
 def env(redis: RedisServer, **extra: str) -> dict[str, str]:

@@ -35,10 +35,14 @@ PIPELINE_BATCH = 200  # script calls per pipeline round trip
 VERSION_TTL = 86_400  # an idle channel's version survives a day; after that it starts again
 
 # KEYS: hash, expiry, conns, count, version, epoch.
-# ARGV: topic, key ttl, version ttl, channel as JSON, then the script's own.
+# ARGV: topic, key ttl, version ttl, channel as JSON, "1" to PUBLISH here (else the events are
+# returned, in order, for the caller to publish), then the script's own.
+# Every script returns {its result, the events it did not publish}.
 _PRELUDE = """
 if redis.replicate_commands then redis.replicate_commands() end
 local topic = ARGV[1]
+local publish = ARGV[5] == '1'
+local out = {}
 local key_ttl = tonumber(ARGV[2])
 local version_ttl = tonumber(ARGV[3])
 local clock = redis.call('TIME')
@@ -57,8 +61,9 @@ local function emit(kind, body)
   end
   redis.call('EXPIRE', KEYS[5], version_ttl)
   redis.call('EXPIRE', KEYS[6], version_ttl)
-  redis.call('PUBLISH', topic, '{"type":"presence_' .. kind .. '",' .. body ..
-    ',"seq":' .. v .. ',"epoch":"' .. epoch .. '"}')
+  local message = '{"type":"presence_' .. kind .. '",' .. body ..
+    ',"seq":' .. v .. ',"epoch":"' .. epoch .. '"}'
+  if publish then redis.call('PUBLISH', topic, message) else out[#out + 1] = message end
   return v
 end
 
@@ -99,40 +104,40 @@ local function state()
 end
 """
 
-# ARGV[5..]: entry, user, member JSON, ttl, max members (0: no cap), event body.
+# ARGV[6..]: entry, user, member JSON, ttl, max members (0: no cap), event body.
 _JOIN = """
-local entry, user = ARGV[5], ARGV[6]
-local expires = now + tonumber(ARGV[8])
+local entry, user = ARGV[6], ARGV[7]
+local expires = now + tonumber(ARGV[9])
 local known = redis.call('ZSCORE', KEYS[3], entry)
 local n = tonumber(redis.call('HGET', KEYS[4], user) or '0')
-local max = tonumber(ARGV[9])
+local max = tonumber(ARGV[10])
 if not known and n == 0 and max > 0 and redis.call('HEXISTS', KEYS[1], user) == 0
     and redis.call('HLEN', KEYS[1]) >= max then
-  return {-1, 'full'}
+  return {{-1, 'full'}, out}
 end
 redis.call('ZADD', KEYS[3], expires, entry)
 if not known then n = redis.call('HINCRBY', KEYS[4], user, 1) end
-redis.call('HSET', KEYS[1], user, ARGV[7])
+redis.call('HSET', KEYS[1], user, ARGV[8])
 redis.call('ZADD', KEYS[2], 'GT', expires, user)
 keep()
 local kind = 'update'
 if not known and n == 1 then kind = 'join' end
-return {emit(kind, ARGV[10]), kind}
+return {{emit(kind, ARGV[11]), kind}, out}
 """
 
-# ARGV[5]: entry.
+# ARGV[6]: entry.
 _LEAVE = """
 local before = redis.call('GET', KEYS[5])
-drop_conn(ARGV[5])
-if redis.call('GET', KEYS[5]) ~= before then return 1 end
-return 0
+drop_conn(ARGV[6])
+if redis.call('GET', KEYS[5]) ~= before then return {1, out} end
+return {0, out}
 """
 
-# ARGV[5]: ttl; then per entry: entry, user, member JSON, event body.
+# ARGV[6]: ttl; then per entry: entry, user, member JSON, event body.
 _REFRESH = """
-local expires = now + tonumber(ARGV[5])
+local expires = now + tonumber(ARGV[6])
 local added = 0
-for i = 6, #ARGV, 4 do
+for i = 7, #ARGV, 4 do
   local entry, user = ARGV[i], ARGV[i + 1]
   local known = redis.call('ZSCORE', KEYS[3], entry)
   redis.call('ZADD', KEYS[3], expires, entry)
@@ -151,19 +156,19 @@ for i = 6, #ARGV, 4 do
   end
 end
 keep()
-return added
+return {added, out}
 """
 
 _REAP = """
 reap()
-return state()
+return {state(), out}
 """
 
 _SYNC = """
 reap()
 local s = state()
 s[3] = redis.call('HGETALL', KEYS[1])
-return s
+return {s, out}
 """
 
 
@@ -187,11 +192,25 @@ def _text(value: Any) -> str:
 
 
 class RedisPresence:
-    """The presence events go out from the scripts on Redis Pub/Sub ``presence.<channel>``: the
-    gateway's presence bus on the same Redis."""
+    """By default the scripts PUBLISH the events themselves on ``presence.<channel>`` (classic
+    Pub/Sub, the seed's channel), so their order is the version order. With
+    ``publish_in_script=False`` (sharded Pub/Sub on a Cluster: ``presence.<c>`` is not in the
+    keys' slot, so a script cannot SPUBLISH it) the scripts return the events and the store
+    publishes them through ``start``'s ``publish`` right after; events of racing instances may
+    then arrive out of order, which the gateway notices and repairs with a fresh sync."""
 
-    def __init__(self, client: aioredis.Redis, ttl: int, max_members: int = 0) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        ttl: int,
+        max_members: int = 0,
+        *,
+        publish_in_script: bool = True,
+    ) -> None:
         self._client = client
+        self._cluster = isinstance(client, aioredis.RedisCluster)
+        self._in_script = publish_in_script
+        self._publish: Publish | None = None
         self._ttl = ttl
         # Longer than a member's expiry, so the reaper always finds what it has to announce.
         self._key_ttl = 2 * ttl + 5
@@ -203,10 +222,24 @@ class RedisPresence:
         self._sync = client.register_script(_PRELUDE + _SYNC)
 
     async def start(self, publish: Publish) -> None:
-        """Nothing to wire: the scripts publish by themselves."""
+        self._publish = publish
 
     def _head(self, channel: str) -> list[Any]:
-        return [f"presence.{channel}", self._key_ttl, VERSION_TTL, encode(channel)]
+        flag = "1" if self._in_script or self._publish is None else "0"
+        return [f"presence.{channel}", self._key_ttl, VERSION_TTL, encode(channel), flag]
+
+    async def _call(self, script: Any, channel: str, args: list[Any], what: str) -> Any:
+        try:
+            result, events = await script(keys=channel_keys(channel), args=args)
+        except RedisError as exc:
+            raise PresenceError(f"redis presence {what} failed: {exc}") from exc
+        await self._send(channel, events)
+        return result
+
+    async def _send(self, channel: str, events: list[bytes]) -> None:
+        if events and self._publish is not None:
+            for data in events:
+                await self._publish(channel, data)
 
     async def join(self, channel: str, conn: str, member: Member) -> str:
         args = [
@@ -218,26 +251,20 @@ class RedisPresence:
             self._max_members,
             bus_presence_body(channel, member),
         ]
-        try:
-            seq, kind = await self._join(keys=channel_keys(channel), args=args)
-        except RedisError as exc:
-            raise PresenceError(f"redis presence write failed: {exc}") from exc
+        seq, kind = await self._call(self._join, channel, args, "write")
         if seq == -1:
             raise PresenceFull(f"channel {channel!r} has {self._max_members} members already")
         return f"presence_{_text(kind)}"
 
     async def leave(self, channel: str, conn: str, user_id: str) -> bool:
         args = [*self._head(channel), f"{conn} {user_id}"]
-        try:
-            return bool(await self._leave(keys=channel_keys(channel), args=args))
-        except RedisError as exc:
-            raise PresenceError(f"redis presence write failed: {exc}") from exc
+        return bool(await self._call(self._leave, channel, args, "write"))
 
     async def refresh(self, entries: Sequence[Entry]) -> int:
         by_channel: dict[str, list[Entry]] = defaultdict(list)
         for entry in entries:
             by_channel[entry.channel].append(entry)
-        calls: list[tuple[list[str], list[Any]]] = []
+        calls: list[tuple[str, list[Any]]] = []
         for channel, group in by_channel.items():
             for start in range(0, len(group), REFRESH_BATCH):
                 args = [*self._head(channel), self._ttl]
@@ -248,23 +275,18 @@ class RedisPresence:
                         encode(member),
                         bus_presence_body(channel, member),
                     ]
-                calls.append((channel_keys(channel), args))
+                calls.append((channel, args))
         results = await self._run(self._refresh, calls, "write")
         return sum(int(r) for r in results)
 
     async def reap(self, channels: Collection[str]) -> dict[str, ChannelState]:
         names = list(channels)
-        calls = [(channel_keys(c), self._head(c)) for c in names]
+        calls = [(c, self._head(c)) for c in names]
         results = await self._run(self._reap, calls, "reap")
         return {c: ChannelState(int(v), _text(e)) for c, (v, e) in zip(names, results, strict=True)}
 
     async def sync(self, channel: str) -> Snapshot:
-        try:
-            version, epoch, flat = await self._sync(
-                keys=channel_keys(channel), args=self._head(channel)
-            )
-        except RedisError as exc:
-            raise PresenceError(f"redis presence read failed: {exc}") from exc
+        version, epoch, flat = await self._call(self._sync, channel, self._head(channel), "read")
         members = []
         for i in range(0, len(flat), 2):
             try:
@@ -273,18 +295,29 @@ class RedisPresence:
                 members.append(Member(_text(flat[i])))  # a foreign writer's value: list the user
         return Snapshot(int(version), _text(epoch), members)
 
-    async def _run(
-        self, script: Any, calls: list[tuple[list[str], list[Any]]], what: str
-    ) -> list[Any]:
-        results: list[Any] = []
+    async def _run(self, script: Any, calls: list[tuple[str, list[Any]]], what: str) -> list[Any]:
+        """Many script calls: pipelined on one server; in turn on a Cluster, whose client
+        refuses scripts in pipelines (each call goes to its channel's slot)."""
+        replies: list[Any] = []
         try:
             for start in range(0, len(calls), PIPELINE_BATCH):
+                batch = calls[start : start + PIPELINE_BATCH]
+                if self._cluster:
+                    # One by one: redis-py's cluster client races setting up new connections
+                    # under concurrent first use ('NoneType' object has no attribute ...).
+                    for channel, args in batch:
+                        replies.append(await script(keys=channel_keys(channel), args=args))
+                    continue
                 async with self._client.pipeline(transaction=False) as pipe:
-                    for keys, args in calls[start : start + PIPELINE_BATCH]:
-                        await script(keys=keys, args=args, client=pipe)
-                    results += await pipe.execute()
+                    for channel, args in batch:
+                        await script(keys=channel_keys(channel), args=args, client=pipe)
+                    replies += await pipe.execute()
         except RedisError as exc:
             raise PresenceError(f"redis presence {what} failed: {exc}") from exc
+        results = []
+        for (channel, _), (result, events) in zip(calls, replies, strict=True):
+            await self._send(channel, events)
+            results.append(result)
         return results
 
     async def close(self) -> None:

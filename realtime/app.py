@@ -52,7 +52,6 @@ def build_node(settings: Settings) -> Node:
         # A cluster client has the same command and pipeline API as the plain one; the store's
         # keys of one channel share a hash tag, so each of its transactions stays in one slot.
         client = cast(aioredis.Redis, redisconn.client(settings.redis))
-        store = RedisPresence(client, settings.presence_ttl)
         # Presence events travel on Redis Pub/Sub as in the seed, whatever carries broadcasts.
         if isinstance(broker, RedisBroker | RedisClusterBroker) and (
             broker.deployment == settings.redis
@@ -60,10 +59,26 @@ def build_node(settings: Settings) -> Node:
             presence_bus = broker
         else:
             presence_bus = RedisBroker.for_deployment(settings.redis)
+        # The store's scripts publish the events themselves (in version order) unless the bus
+        # is sharded Pub/Sub, which a script cannot reach outside its keys' slot.
+        sharded = isinstance(presence_bus, RedisClusterBroker) and presence_bus.sharded
+        store = RedisPresence(
+            client,
+            settings.presence_ttl,
+            settings.presence_max_members,
+            publish_in_script=not sharded,
+        )
     else:
-        store = MemoryPresence(settings.presence_ttl)
+        store = MemoryPresence(settings.presence_ttl, settings.presence_max_members)
         presence_bus = broker if isinstance(broker, MemoryBroker) else MemoryBroker()
-    return Node(broker, presence_bus, store, settings.presence_ttl)
+    return Node(
+        broker,
+        presence_bus,
+        store,
+        settings.presence_ttl,
+        max_meta_bytes=settings.presence_max_meta_bytes,
+        diff_window=settings.presence_diff_window_ms / 1000,
+    )
 
 
 def error(status: int, message: str) -> JSONResponse:

@@ -43,6 +43,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("REDIS_CLUSTER_PUBSUB", None, "sharded (default) | classic (seed interop)"),
     Option("PRESENCE_STORE", "redis", "where presence lives: redis | memory"),
     Option("PRESENCE_TTL_SECONDS", "60", "seconds a member whose gateway stopped stays listed"),
+    Option("PRESENCE_MAX_META_BYTES", "2048", "largest presence meta (JSON bytes) per member"),
+    Option("PRESENCE_MAX_MEMBERS", "100000", "members per channel; 0 means no cap"),
+    Option("PRESENCE_DIFF_WINDOW_MS", "100", "window batching events into one presence_diff"),
     Option("BROADCAST_MQ_TYPE", "redis", "broker plugin name (entry point realtime.brokers)"),
     Option("BROADCAST_MQ_ADDR", None, "broker address; the redis broker defaults to REDIS_*"),
     Option("BROADCAST_MQ_PASSWORD", None, "broker password (redis broker)"),
@@ -109,6 +112,9 @@ class Settings:
     redis_cluster_pubsub: str = "sharded"
     presence_store: str = "redis"
     presence_ttl: int = 60
+    presence_max_meta_bytes: int = 2048
+    presence_max_members: int = 100_000
+    presence_diff_window_ms: int = 100
     broker: str = "redis"
     cors_origins: tuple[str, ...] = ("*",)
     jwt_secret: str | None = field(default=None, repr=False)
@@ -173,6 +179,11 @@ def load_settings(
         redis_cluster_pubsub=redis.cluster_pubsub,
         presence_store=presence_store,
         presence_ttl=_parse("PRESENCE_TTL_SECONDS", raw, int, "a whole number of seconds >= 1", 1),
+        presence_max_meta_bytes=_parse("PRESENCE_MAX_META_BYTES", raw, int, "a byte count >= 2", 2),
+        presence_max_members=_parse("PRESENCE_MAX_MEMBERS", raw, int, "a member count >= 0"),
+        presence_diff_window_ms=_parse(
+            "PRESENCE_DIFF_WINDOW_MS", raw, int, "a whole number of milliseconds >= 0"
+        ),
         broker=broker,
         cors_origins=origins,
         jwt_secret=raw("JWT_SECRET"),

@@ -43,6 +43,10 @@ class ClientMessage(msgspec.Struct, tag_field="type", kw_only=True):
 class Subscribe(ClientMessage, tag="subscribe"):
     channel: Channel
     listen: list[Kind] = msgspec.field(default_factory=lambda: [BROADCAST, PRESENCE])
+    # Extensions, off unless asked for: batched ``presence_diff`` frames instead of one frame
+    # per presence event, and a ``presence_sync`` split into frames of at most this many users.
+    presence_diff: bool = False
+    presence_chunk: Annotated[int, msgspec.Meta(ge=0)] = 0
 
 
 class Unsubscribe(ClientMessage, tag="unsubscribe"):
@@ -133,11 +137,29 @@ class PresenceOut(msgspec.Struct, omit_defaults=True):
     meta: Meta = msgspec.field(default_factory=dict)
     updated_at: int = 0
     ts: int = 0
+    seq: int = 0  # extension: the channel's version after this event; 0 from a seed gateway
 
 
-class PresenceSync(msgspec.Struct, tag_field="type", tag="presence_sync"):
+class PresenceSync(msgspec.Struct, tag_field="type", tag="presence_sync", omit_defaults=True):
     channel: str
     users: list[Member]
+    # Extensions: the channel's version this listing is exact at; a chunked sync (asked for
+    # with ``presence_chunk``) numbers its frames ``chunk`` 0..``chunks``-1, all of one version.
+    version: int
+    chunk: int = 0
+    chunks: int = 0
+
+
+class PresenceDiff(msgspec.Struct, tag_field="type", tag="presence_diff"):
+    """Extension: the presence events ``from_seq``..``seq`` folded into one frame.
+
+    ``joins`` are members present (joined or updated) after them, ``leaves`` users gone."""
+
+    channel: str
+    joins: list[Member]
+    leaves: list[str]
+    from_seq: int
+    seq: int
 
 
 class ErrorOut(msgspec.Struct, tag_field="type", tag="error", omit_defaults=True):
@@ -171,6 +193,8 @@ class BusMessage(msgspec.Struct, omit_defaults=True):
     payload: msgspec.Raw = NULL
     meta: BusMeta = msgspec.field(default_factory=BusMeta)
     ts: int = 0
+    seq: int = 0  # presence events only: the channel's version after the event (extension)
+    epoch: str = ""  # with seq: changes when the presence store lost its state and restarted
 
 
 PRESENCE_TYPES = frozenset({"presence_join", "presence_update", "presence_leave"})
@@ -198,6 +222,24 @@ def bus_presence(kind: str, channel: str, member: Member) -> bytes:
     return encode(BusMessage(kind, channel, user_id=member.user_id, meta=meta, ts=now_ms()))
 
 
+def bus_presence_body(channel: str, member: Member) -> bytes:
+    """A presence bus message without its ``type`` and closing brace, for the presence store
+    to complete once it has decided the type and the sequence number (``complete_presence``).
+    """
+    data = bus_presence("", channel, member)
+    assert data.startswith(_EMPTY_TYPE) and data.endswith(b"}")
+    return data[len(_EMPTY_TYPE) : -1]
+
+
+_EMPTY_TYPE = b'{"type":"",'
+
+
+def complete_presence(kind: str, body: bytes, seq: int, epoch: str) -> bytes:
+    """The bus message for ``body`` (from ``bus_presence_body``) as event ``kind`` number
+    ``seq`` of ``epoch``; the Redis scripts build the same bytes in Lua."""
+    return b'{"type":"%s",%s,"seq":%d,"epoch":%s}' % (kind.encode(), body, seq, encode(epoch))
+
+
 def client_frame(message: BusMessage) -> Outgoing:
     """The frame every local subscriber gets for a bus message, encoded once."""
     if message.type == "broadcast":
@@ -217,6 +259,7 @@ def client_frame(message: BusMessage) -> Outgoing:
             meta.meta or {},
             meta.updated_at,
             message.ts,
+            message.seq,
         )
     return Outgoing(encode(out))
 
@@ -229,5 +272,13 @@ def ack_frame(ref: Ref) -> Outgoing:
     return Outgoing(encode(Ack(ref)))
 
 
-def sync_frame(channel: str, members: list[Member]) -> Outgoing:
-    return Outgoing(encode(PresenceSync(channel, members)))
+def sync_frame(
+    channel: str, members: list[Member], version: int, chunk: int = 0, chunks: int = 0
+) -> Outgoing:
+    return Outgoing(encode(PresenceSync(channel, members, version, chunk, chunks)))
+
+
+def diff_frame(
+    channel: str, joins: list[Member], leaves: list[str], from_seq: int, seq: int
+) -> Outgoing:
+    return Outgoing(encode(PresenceDiff(channel, joins, leaves, from_seq, seq)))

@@ -59,7 +59,7 @@ async def test_listen_filter(gateway: Gateway) -> None:
     ):
         await only_broadcast.subscribe("room", "broadcast")
         sync = await only_presence.subscribe("room", "presence")
-        assert sync == {"type": "presence_sync", "channel": "room", "users": []}
+        assert sync == {"type": "presence_sync", "channel": "room", "users": [], "version": 0}
         # Each client's next frame must be the kind it listens to, though the other came first.
         await actor.request({"type": "presence_join", "channel": "room", "payload": {}})
         await actor.request({"type": "broadcast", "channel": "room", "event": "e", "payload": 0})
@@ -107,6 +107,7 @@ async def test_presence_join_update_leave_and_sync(gateway: Gateway) -> None:
                     "type": "presence_sync",
                     "channel": "lobby",
                     "users": [],
+                    "version": 3,  # join, update, leave
                 }
 
 

@@ -26,6 +26,7 @@ from realtime.brokers.redis_cluster import RedisClusterBroker
 from realtime.config import OPTIONS, RedisDeployment, load_settings
 from realtime.errors import ConfigError, PresenceError
 from realtime.messages import Kind, Member
+from realtime.presence.base import Entry
 from realtime.presence.redis import RedisPresence
 from realtime.redisconn import client as redis_client
 from realtime.testing.contract import Inbox
@@ -166,15 +167,16 @@ async def check_presence_store(deployment: RedisDeployment, channel: str) -> Non
     try:
         # Many channels in one call: on a cluster their keys live in different slots.
         others = [f"{channel}-{i}" for i in range(20)]
-        await store.put_many(
-            [(channel, Member("a", {"n": 1}, 5)), (channel, Member("b"))]
-            + [(other, Member("x")) for other in others]
+        await store.refresh(
+            [Entry(channel, "i.1", Member("a", {"n": 1}, 5)), Entry(channel, "i.2", Member("b"))]
+            + [Entry(other, "i.3", Member("x")) for other in others]
         )
-        assert sorted(m.user_id for m in await store.members(channel)) == ["a", "b"]
-        assert {m.user_id for other in others for m in await store.members(other)} == {"x"}
-        await store.put(channel, Member("a", {"n": 2}, 6))
-        await store.remove(channel, "b")
-        assert await store.members(channel) == [Member("a", {"n": 2}, 6)]
+        assert sorted(m.user_id for m in (await store.sync(channel)).members) == ["a", "b"]
+        assert {m.user_id for other in others for m in (await store.sync(other)).members} == {"x"}
+        assert set(await store.reap(others)) == set(others)
+        await store.join(channel, "i.1", Member("a", {"n": 2}, 6))
+        await store.leave(channel, "i.2", "b")
+        assert (await store.sync(channel)).members == [Member("a", {"n": 2}, 6)]
     finally:
         await store.close()
 

@@ -1,27 +1,74 @@
-"""The presence store contract."""
+"""The presence store contract.
+
+A member is a user present in a channel through one or more connections, on any instance. The
+store keeps one entry per (channel, connection) with its own expiry, decides atomically whether
+a change is a join, an update or a leave of the *user*, numbers every change with the channel's
+version, and publishes the event itself, so that events go out in version order.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import NamedTuple, Protocol
 
+from realtime.errors import PresenceError
 from realtime.messages import Member
+
+# (channel, bus message bytes): how a store that cannot publish by itself reaches the bus.
+Publish = Callable[[str, bytes], Awaitable[None]]
+
+
+class PresenceFull(PresenceError):
+    """The channel holds ``PRESENCE_MAX_MEMBERS`` members already; nothing was stored."""
+
+
+class ChannelState(NamedTuple):
+    """A channel's version, and the epoch that changes when the store lost its state (a Redis
+    that came back empty starts the version again from 0 under a new epoch)."""
+
+    version: int
+    epoch: str
+
+
+class Snapshot(NamedTuple):
+    """The members of a channel exactly as of ``version``."""
+
+    version: int
+    epoch: str
+    members: list[Member]
+
+
+class Entry(NamedTuple):
+    """One local connection's presence, as the refresher re-asserts it."""
+
+    channel: str
+    conn: str
+    member: Member
 
 
 class PresenceStore(Protocol):
-    """Members per channel, each with its own expiry.
+    """Per-connection entries, per-user events, one version counter per channel.
 
-    ``put`` writes (or re-asserts) a member and pushes its expiry ``ttl`` seconds ahead; the
-    gateway calls it again for every live member well inside the TTL, so live members never
-    expire and a Redis that came back empty is refilled. ``members`` never lists an expired one.
+    - ``join`` adds or refreshes the connection's entry and writes the user's meta; it emits
+      ``presence_join`` when the user had no connection in the channel, else ``presence_update``,
+      and returns that type. Over the member cap it raises :class:`PresenceFull`.
+    - ``leave`` drops the entry; ``presence_leave`` goes out only with the user's last one.
+    - ``refresh`` pushes the entries' expiry ``ttl`` ahead and re-adds (with a join event) any
+      the store lost; it returns how many it re-added.
+    - ``reap`` drops expired entries of ``channels``, announcing each user left, exactly once.
+    - ``sync`` reaps, then lists the channel at its version, atomically.
     """
 
-    async def put(self, channel: str, member: Member) -> None: ...
+    async def start(self, publish: Publish) -> None: ...
 
-    async def put_many(self, entries: Iterable[tuple[str, Member]]) -> None: ...
+    async def join(self, channel: str, conn: str, member: Member) -> str: ...
 
-    async def remove(self, channel: str, user_id: str) -> None: ...
+    async def leave(self, channel: str, conn: str, user_id: str) -> bool: ...
 
-    async def members(self, channel: str) -> list[Member]: ...
+    async def refresh(self, entries: Sequence[Entry]) -> int: ...
+
+    async def reap(self, channels: Collection[str]) -> dict[str, ChannelState]: ...
+
+    async def sync(self, channel: str) -> Snapshot: ...
 
     async def close(self) -> None: ...

@@ -1,0 +1,47 @@
+"""The presence settings: defaults, parsing, and errors that name the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from realtime.config import OPTIONS, load_settings
+from realtime.errors import ConfigError
+
+
+def test_defaults() -> None:
+    settings = load_settings({}, env_file=None)
+    assert settings.presence_max_meta_bytes == 2048
+    assert settings.presence_max_members == 100_000
+    assert settings.presence_diff_window_ms == 100
+    names = {option.name for option in OPTIONS}
+    assert {"PRESENCE_MAX_META_BYTES", "PRESENCE_MAX_MEMBERS", "PRESENCE_DIFF_WINDOW_MS"} <= names
+
+
+def test_values_parse() -> None:
+    settings = load_settings(
+        {
+            "PRESENCE_MAX_META_BYTES": "512",
+            "PRESENCE_MAX_MEMBERS": "0",
+            "PRESENCE_DIFF_WINDOW_MS": "25",
+        },
+        env_file=None,
+    )
+    assert settings.presence_max_meta_bytes == 512
+    assert settings.presence_max_members == 0
+    assert settings.presence_diff_window_ms == 25
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PRESENCE_MAX_META_BYTES", "big"),
+        ("PRESENCE_MAX_META_BYTES", "1"),
+        ("PRESENCE_MAX_MEMBERS", "-1"),
+        ("PRESENCE_DIFF_WINDOW_MS", "0.5"),
+    ],
+)
+def test_bad_value_names_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({name: value}, env_file=None)
+    assert info.value.variable == name
+    assert str(info.value).startswith(f"{name}: ")

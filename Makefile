@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration lint typecheck bench clean
+.PHONY: install run test test-unit test-integration lint typecheck bench dist clean
 
 install: $(STAMP)
 
@@ -32,6 +32,11 @@ test-unit: install
 test-integration: install
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
+# Wheels of the core and every plugin in dist/, so that the extras resolve from the repo:
+#   make dist && pip install --find-links dist 'realtime-mq[kafka,rabbitmq]'
+dist: install
+	$(PY) -m pip wheel -q --no-deps -w dist . plugins/realtime-mq-kafka plugins/realtime-mq-rabbitmq
+
 # Benchmarks (needs Go for the load generator): `make bench BENCH_ARGS="--quick"`.
 bench: install
 	$(PY) -m bench $(BENCH_ARGS)
@@ -44,4 +49,4 @@ typecheck: install
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) dist .pytest_cache .mypy_cache .ruff_cache

@@ -13,6 +13,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from realtime.testing.flows import check_broadcasts_cross, check_presence_crosses
 from realtime.testing.gateway import GatewayProcess, spawn_gateway, ws_client
 from realtime.testing.servers import RedisServer, wait_until_async
 
@@ -39,55 +40,11 @@ async def pair(
 
 
 async def test_broadcasts_cross_instances_both_ways(pair, channel: str) -> None:  # type: ignore[no-untyped-def]
-    g1, g2 = pair
-    async with (
-        ws_client(g1.ws_url + "?user_id=one") as c1,
-        ws_client(g2.ws_url + "?user_id=two") as c2,
-    ):
-        await c1.subscribe(channel, "broadcast")
-        await c2.subscribe(channel, "broadcast")
-        await c1.send({"type": "broadcast", "channel": channel, "event": "e1", "payload": {"n": 1}})
-        for client in (c1, c2):
-            await client.expect("broadcast", event="e1", user_id="one", payload={"n": 1})
-        await c2.send({"type": "broadcast", "channel": channel, "event": "e2", "payload": [2]})
-        for client in (c1, c2):
-            await client.expect("broadcast", event="e2", user_id="two", payload=[2])
-        async with httpx.AsyncClient() as http:
-            response = await http.post(
-                g2.url + "/api/event", json={"channel": channel, "event": "h", "payload": "x"}
-            )
-            assert response.status_code == 200
-        for client in (c1, c2):
-            frame = await client.expect("broadcast", event="h", payload="x")
-            assert "user_id" not in frame
+    await check_broadcasts_cross(*pair, channel)
 
 
 async def test_presence_crosses_instances(pair, channel: str) -> None:  # type: ignore[no-untyped-def]
-    g1, g2 = pair
-    async with ws_client(g1.ws_url + "?user_id=watcher") as watcher:
-        assert (await watcher.subscribe(channel))["users"] == []  # type: ignore[index]
-        async with ws_client(g2.ws_url + "?user_id=bob") as bob:
-            await bob.request(
-                {"type": "presence_join", "channel": channel, "payload": {"n": "Bob"}}
-            )
-            await watcher.expect("presence_join", user_id="bob", meta={"n": "Bob"})
-            await bob.send(
-                {"type": "presence_update", "channel": channel, "payload": {"s": "away"}}
-            )
-            await watcher.expect("presence_update", user_id="bob", meta={"s": "away"})
-            async with ws_client(g1.ws_url + "?user_id=late") as late:
-                sync = await late.subscribe(channel, "presence")
-                assert [(u["user_id"], u["meta"]) for u in sync["users"]] == [
-                    ("bob", {"s": "away"})
-                ]  # type: ignore[index]
-            await bob.send({"type": "presence_leave", "channel": channel})
-            await watcher.expect("presence_leave", user_id="bob")
-            await bob.request({"type": "presence_join", "channel": channel, "payload": {}})
-            await watcher.expect("presence_join", user_id="bob")
-        # bob's connection closed: his gateway removes him and says so.
-        await watcher.expect("presence_leave", user_id="bob")
-        async with ws_client(g2.ws_url + "?user_id=late") as late:
-            assert (await late.subscribe(channel, "presence"))["users"] == []  # type: ignore[index]
+    await check_presence_crosses(*pair, channel)
 
 
 async def test_message_from_a_seed_gateway_reaches_clients(

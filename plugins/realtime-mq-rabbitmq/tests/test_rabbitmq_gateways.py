@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from realtime.testing.flows import check_broadcasts_cross, check_presence_crosses
 from realtime.testing.gateway import GatewayProcess, spawn_gateway, ws_client
 from realtime.testing.servers import (
     RabbitMQServer,
@@ -41,58 +42,13 @@ async def pair(
 
 
 async def test_broadcasts_cross_instances_both_ways(pair, room: str) -> None:  # type: ignore[no-untyped-def]
-    g1, g2 = pair
     # A plain name, and one that would be a wildcard binding if it were used as it is.
     for channel in (room, f"{room}.*"):
-        async with (
-            ws_client(g1.ws_url + "?user_id=one") as c1,
-            ws_client(g2.ws_url + "?user_id=two") as c2,
-        ):
-            await c1.subscribe(channel, "broadcast")
-            await c2.subscribe(channel, "broadcast")
-            await c1.send(
-                {"type": "broadcast", "channel": channel, "event": "e1", "payload": {"n": 1}}
-            )
-            for client in (c1, c2):
-                await client.expect(
-                    "broadcast", channel=channel, event="e1", user_id="one", payload={"n": 1}
-                )
-            await c2.send({"type": "broadcast", "channel": channel, "event": "e2", "payload": [2]})
-            for client in (c1, c2):
-                await client.expect("broadcast", event="e2", user_id="two", payload=[2])
-            async with httpx.AsyncClient() as http:
-                response = await http.post(
-                    g2.url + "/api/event", json={"channel": channel, "event": "h", "payload": "x"}
-                )
-                assert response.status_code == 200, response.text
-            for client in (c1, c2):
-                frame = await client.expect("broadcast", channel=channel, event="h", payload="x")
-                assert "user_id" not in frame
+        await check_broadcasts_cross(*pair, channel)
 
 
 async def test_presence_crosses_instances(pair, room: str) -> None:  # type: ignore[no-untyped-def]
-    g1, g2 = pair
-    async with ws_client(g1.ws_url + "?user_id=watcher") as watcher:
-        assert (await watcher.subscribe(room))["users"] == []  # type: ignore[index]
-        async with ws_client(g2.ws_url + "?user_id=bob") as bob:
-            await bob.request({"type": "presence_join", "channel": room, "payload": {"n": "Bob"}})
-            await watcher.expect("presence_join", user_id="bob", meta={"n": "Bob"})
-            await bob.send({"type": "presence_update", "channel": room, "payload": {"s": "away"}})
-            await watcher.expect("presence_update", user_id="bob", meta={"s": "away"})
-            async with ws_client(g1.ws_url + "?user_id=late") as late:
-                sync = await late.subscribe(room, "presence")
-                assert sync is not None
-                assert [(u["user_id"], u["meta"]) for u in sync["users"]] == [
-                    ("bob", {"s": "away"})
-                ]
-            await bob.send({"type": "presence_leave", "channel": room})
-            await watcher.expect("presence_leave", user_id="bob")
-            await bob.request({"type": "presence_join", "channel": room, "payload": {}})
-            await watcher.expect("presence_join", user_id="bob")
-        # bob's connection closed: his gateway removes him and says so.
-        await watcher.expect("presence_leave", user_id="bob")
-        async with ws_client(g2.ws_url + "?user_id=late") as late:
-            assert (await late.subscribe(room, "presence"))["users"] == []  # type: ignore[index]
+    await check_presence_crosses(*pair, room)
 
 
 async def _status(http: httpx.AsyncClient, url: str) -> int:

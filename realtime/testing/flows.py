@@ -1,0 +1,80 @@
+"""End-to-end flows every deployment must carry between two gateway instances.
+
+Each backend's tests (Redis, Kafka, RabbitMQ, a third party's) start two gateways on their MQ
+and run these, so "every message of PROTOCOL.md flows both ways" means the same everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import httpx
+
+from realtime.testing.gateway import ws_client
+
+
+class Instance(Protocol):
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def ws_url(self) -> str: ...
+
+
+async def check_broadcasts_cross(a: Instance, b: Instance, channel: str) -> None:
+    """A client broadcast from each side and an HTTP event into ``b`` reach clients on both."""
+    async with (
+        ws_client(a.ws_url + "?user_id=one") as c1,
+        ws_client(b.ws_url + "?user_id=two") as c2,
+    ):
+        await c1.subscribe(channel, "broadcast")
+        await c2.subscribe(channel, "broadcast")
+        await c1.send({"type": "broadcast", "channel": channel, "event": "e1", "payload": {"n": 1}})
+        for client in (c1, c2):
+            await client.expect(
+                "broadcast", channel=channel, event="e1", user_id="one", payload={"n": 1}
+            )
+        await c2.send({"type": "broadcast", "channel": channel, "event": "e2", "payload": [2]})
+        for client in (c1, c2):
+            await client.expect(
+                "broadcast", channel=channel, event="e2", user_id="two", payload=[2]
+            )
+        async with httpx.AsyncClient(timeout=30) as http:
+            response = await http.post(
+                b.url + "/api/event", json={"channel": channel, "event": "h", "payload": "x"}
+            )
+            assert response.status_code == 200, response.text
+        for client in (c1, c2):
+            frame = await client.expect("broadcast", channel=channel, event="h", payload="x")
+            assert "user_id" not in frame
+
+
+async def check_presence_crosses(a: Instance, b: Instance, channel: str) -> None:
+    """Join, update, sync, leave and close on ``b`` are seen by a watcher on ``a``."""
+    async with ws_client(a.ws_url + "?user_id=watcher") as watcher:
+        sync = await watcher.subscribe(channel)
+        assert sync is not None and sync["users"] == []
+        async with ws_client(b.ws_url + "?user_id=bob") as bob:
+            await bob.request(
+                {"type": "presence_join", "channel": channel, "payload": {"n": "Bob"}}
+            )
+            await watcher.expect("presence_join", user_id="bob", meta={"n": "Bob"})
+            await bob.send(
+                {"type": "presence_update", "channel": channel, "payload": {"s": "away"}}
+            )
+            await watcher.expect("presence_update", user_id="bob", meta={"s": "away"})
+            async with ws_client(a.ws_url + "?user_id=late") as late:
+                sync = await late.subscribe(channel, "presence")
+                assert sync is not None
+                assert [(u["user_id"], u["meta"]) for u in sync["users"]] == [
+                    ("bob", {"s": "away"})
+                ]
+            await bob.send({"type": "presence_leave", "channel": channel})
+            await watcher.expect("presence_leave", user_id="bob")
+            await bob.request({"type": "presence_join", "channel": channel, "payload": {}})
+            await watcher.expect("presence_join", user_id="bob")
+        # bob's connection closed: his gateway removes him and says so.
+        await watcher.expect("presence_leave", user_id="bob")
+        async with ws_client(b.ws_url + "?user_id=late") as late:
+            sync = await late.subscribe(channel, "presence")
+            assert sync is not None and sync["users"] == []

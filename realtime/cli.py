@@ -79,7 +79,7 @@ def app_factory() -> RealtimeApp:
     """Import target for uvicorn's worker processes: each reads the settings itself."""
     from realtime.app import create_app
 
-    return create_app(settings_or_exit())
+    return create_app(settings_or_exit(), freeze_gc=True)
 
 
 def serve(settings: Settings, workers: int = 1) -> None:

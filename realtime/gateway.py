@@ -33,6 +33,30 @@ CLOSE_SLOW_CONSUMER = 4008
 SLOW_CLOSE_TIMEOUT = 5.0
 
 
+class Flusher:
+    """Writes out every connection that queued frames during one event-loop iteration, from a
+    single callback: a broadcast to N subscribers schedules one callback, not N."""
+
+    __slots__ = ("_dirty", "_loop", "_scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._dirty: list[DirectConnection] = []
+        self._scheduled = False
+
+    def add(self, connection: DirectConnection) -> None:
+        self._dirty.append(connection)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        self._scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for connection in dirty:
+            connection.flush()
+
+
 class DirectConnection:
     """A peer on our own protocol class: frames go straight to the transport.
 
@@ -41,12 +65,14 @@ class DirectConnection:
     ``limit`` of them; one more and the client is closed as a slow consumer.
     """
 
-    __slots__ = ("_loop", "_pending", "_protocol", "_transport", "limit", "slow", "user_id")
+    __slots__ = ("_flusher", "_pending", "_protocol", "_transport", "limit", "slow", "user_id")
 
-    def __init__(self, protocol: DirectWebSocketProtocol, user_id: str, limit: int) -> None:
+    def __init__(
+        self, protocol: DirectWebSocketProtocol, flusher: Flusher, user_id: str, limit: int
+    ) -> None:
         self._protocol = protocol
         self._transport = protocol.transport
-        self._loop = protocol.loop
+        self._flusher = flusher
         self._pending: list[bytes] = []
         self.user_id = user_id
         self.limit = limit
@@ -64,7 +90,7 @@ class DirectConnection:
             return
         pending.append(frame.wire)
         if len(pending) == 1:
-            self._loop.call_soon(self.flush)
+            self._flusher.add(self)
 
     def flush(self) -> None:
         pending = self._pending
@@ -152,6 +178,7 @@ class WebSocketEndpoint:
     def __init__(self, node: Node, settings: Settings) -> None:
         self.node = node
         self.settings = settings
+        self._flusher: Flusher | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
@@ -188,7 +215,9 @@ class WebSocketEndpoint:
         self, protocol: DirectWebSocketProtocol, receive: Receive, user_id: str
     ) -> None:
         # No writer task: sends go straight to the transport; this task is the reader.
-        peer = DirectConnection(protocol, user_id, self.settings.ws_send_queue_size)
+        if self._flusher is None:
+            self._flusher = Flusher(protocol.loop)
+        peer = DirectConnection(protocol, self._flusher, user_id, self.settings.ws_send_queue_size)
         self.node.connect(peer)
         try:
             await read_loop(receive, peer, self.node)

@@ -18,12 +18,14 @@ the hash) are listed as the seed lists them.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 from realtime.errors import PresenceError
@@ -176,13 +178,40 @@ def hash_key(channel: str) -> str:
     return f"presence:{channel}"
 
 
+def key_tag(channel: str) -> str:
+    """The hash tag that puts a channel's other keys in the same cluster slot as its hash.
+
+    Usually ``{presence:<channel>}``, which hashes like ``presence:<channel>``. A channel whose
+    name carries braces changes how Redis hashes the hash key itself: then its own tag is
+    reused, or (no usable tag, but a ``}`` that would cut ours short) a short tag found to land
+    in the same slot.
+    """
+    key = hash_key(channel)
+    start = key.find("{")
+    if start != -1:
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            return key[start : end + 1]
+    if "}" not in key:
+        return f"{{{key}}}"
+    return _slot_tag(key_slot(key.encode()))
+
+
+@functools.lru_cache(maxsize=1024)
+def _slot_tag(slot: int) -> str:
+    # About 16,384 CRC16s at most, once per slot, only for channel names with stray braces.
+    i = 0
+    while key_slot(f"presence-slot-{i}".encode()) != slot:
+        i += 1
+    return f"{{presence-slot-{i}}}"
+
+
 def expiry_key(channel: str) -> str:
-    # The hash tag puts it in the hash's cluster slot: {presence:c} hashes like presence:c.
-    return f"{{presence:{channel}}}:expiry"
+    return f"{key_tag(channel)}:expiry"
 
 
 def channel_keys(channel: str) -> list[str]:
-    tag = f"{{presence:{channel}}}"
+    tag = key_tag(channel)
     suffixes = ("expiry", "conns", "count", "version", "epoch")
     return [hash_key(channel), *(f"{tag}:{suffix}" for suffix in suffixes)]
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
@@ -47,6 +48,40 @@ def split_topic(name: str) -> tuple[Kind, str] | None:
     return None
 
 
+class Confirmations:
+    """Subscribes waiting for Redis to confirm them, so a publish made right after
+    ``subscribe()`` returns is never missed. The reader calls :meth:`confirmed` on each
+    subscribe reply."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, list[asyncio.Future[None]]] = {}
+
+    async def request(self, name: str, send: Awaitable[object], action: str, wait: bool) -> None:
+        """Await ``send`` (the (un)subscribe command) and, with ``wait``, Redis's reply. A
+        failure is logged, not raised: the reader resubscribes everything when it reconnects."""
+        confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if wait:
+            self._waiting.setdefault(name, []).append(confirmed)
+        try:
+            await send
+            if wait:
+                await asyncio.wait_for(asyncio.shield(confirmed), CONFIRM_TIMEOUT)
+        except (RedisError, TimeoutError) as exc:
+            log.warning("redis %s failed: %s", action, exc, extra={"topic": name})
+        finally:
+            waiters = self._waiting.get(name, [])
+            if confirmed in waiters:
+                waiters.remove(confirmed)
+                if not waiters:
+                    del self._waiting[name]
+
+    def confirmed(self, name: bytes | str) -> None:
+        key = name.decode() if isinstance(name, bytes) else name
+        for waiter in self._waiting.pop(key, []):
+            if not waiter.done():
+                waiter.set_result(None)
+
+
 class RedisBroker:
     """Classic Pub/Sub on a standalone Redis, or on the master the sentinels name."""
 
@@ -60,9 +95,7 @@ class RedisBroker:
         else:
             self._client = redisconn.connect(url, health_check_interval=15)
         self._topics: set[str] = set()
-        # Subscribes waiting for Redis to confirm them, so a publish right after
-        # subscribe() returns is never missed.
-        self._confirm: dict[str, list[asyncio.Future[None]]] = {}
+        self._confirm = Confirmations()
         self._pubsub: Any = None
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
@@ -123,22 +156,8 @@ class RedisBroker:
         pubsub = self._pubsub
         if pubsub is None or not self.ready:
             return  # the reader subscribes the whole set when it (re)connects
-        confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if action == "subscribe":
-            self._confirm.setdefault(name, []).append(confirmed)
-        try:
-            await getattr(pubsub, action)(name)
-            if action == "subscribe":
-                await asyncio.wait_for(asyncio.shield(confirmed), CONFIRM_TIMEOUT)
-        except (RedisError, TimeoutError) as exc:
-            # The reader notices a broken connection and resubscribes from _topics.
-            log.warning("redis %s failed: %s", action, exc, extra={"topic": name})
-        finally:
-            waiters = self._confirm.get(name, [])
-            if confirmed in waiters:
-                waiters.remove(confirmed)
-                if not waiters:
-                    del self._confirm[name]
+        send = getattr(pubsub, action)(name)
+        await self._confirm.request(name, send, action, wait=action == "subscribe")
 
     async def _run(self, deliver: Deliver) -> None:
         backoff = BACKOFF_START
@@ -161,7 +180,7 @@ class RedisBroker:
                     if message["type"] == "message":
                         await self._deliver(deliver, message)
                     elif message["type"] == "subscribe":
-                        self._confirmed(message["channel"])
+                        self._confirm.confirmed(message["channel"])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -173,12 +192,6 @@ class RedisBroker:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_CAP)
-
-    def _confirmed(self, name: bytes | str) -> None:
-        key = name.decode() if isinstance(name, bytes) else name
-        for waiter in self._confirm.pop(key, []):
-            if not waiter.done():
-                waiter.set_result(None)
 
     async def _deliver(self, deliver: Deliver, message: dict[str, Any]) -> None:
         name = message["channel"]

@@ -30,7 +30,13 @@ from redis.exceptions import RedisClusterException, RedisError
 from redis.retry import Retry
 
 from realtime import redisconn
-from realtime.brokers.redis import BACKOFF_CAP, BACKOFF_START, CONFIRM_TIMEOUT, split_topic, topic
+from realtime.brokers.redis import (
+    BACKOFF_CAP,
+    BACKOFF_START,
+    Confirmations,
+    split_topic,
+    topic,
+)
 from realtime.config import RedisDeployment
 from realtime.errors import BrokerError
 from realtime.messages import Kind
@@ -255,7 +261,7 @@ class _NodeReader:
         self.up = False
         self._deliver = deliver
         self._pubsub: Any = None
-        self._confirm: dict[str, list[asyncio.Future[None]]] = {}
+        self._confirm = Confirmations()
         # Unsubscribes we sent and whose reply has not come yet; any other SUNSUBSCRIBE is the
         # server telling us the slot left this node.
         self._leaving: collections.Counter[str] = collections.Counter()
@@ -269,21 +275,8 @@ class _NodeReader:
         pubsub = self._pubsub
         if pubsub is None or not self.up:
             return  # the reader subscribes all of self.topics when it (re)connects
-        confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if wait:
-            self._confirm.setdefault(name, []).append(confirmed)
-        try:
-            await getattr(pubsub, self._sub)(name)
-            if wait:
-                await asyncio.wait_for(asyncio.shield(confirmed), CONFIRM_TIMEOUT)
-        except (RedisError, TimeoutError) as exc:
-            log.warning("redis %s failed: %s", self._sub, exc, extra={"topic": name})
-        finally:
-            waiters = self._confirm.get(name, [])
-            if confirmed in waiters:
-                waiters.remove(confirmed)
-                if not waiters:
-                    del self._confirm[name]
+        send = getattr(pubsub, self._sub)(name)
+        await self._confirm.request(name, send, self._sub, wait=wait)
 
     async def unsubscribe(self, name: str) -> None:
         self.topics.discard(name)
@@ -379,9 +372,7 @@ class _NodeReader:
             except Exception:
                 log.exception("deliver failed", extra={"topic": name})
         elif kind == self._sub:
-            for waiter in self._confirm.pop(name, []):
-                if not waiter.done():
-                    waiter.set_result(None)
+            self._confirm.confirmed(name)
         elif kind == self._unsub:
             if self._leaving[name] > 0:
                 self._leaving[name] -= 1

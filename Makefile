@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration lint typecheck bench dist clean
+.PHONY: install services run test test-unit test-integration lint typecheck bench dist clean
 
 install: $(STAMP)
 
@@ -23,13 +23,18 @@ PRESENCE_STORE ?= memory
 run: install
 	BROADCAST_MQ_TYPE=$(BROADCAST_MQ_TYPE) PRESENCE_STORE=$(PRESENCE_STORE) $(PY) -m realtime serve
 
-test: install
+# The real servers the integration tests start natively: redis-server and rabbitmq-server
+# (Debian packages) and Kafka's broker jars. Idempotent, and quick once they are there.
+services:
+	scripts/install-services
+
+test: install services
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: install
 	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
 
-test-integration: install
+test-integration: install services
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
 # Wheels of the core and every plugin in dist/, so that the extras resolve from the repo:

@@ -157,3 +157,38 @@ async def test_workers_share_the_port_as_instances(
                 assert response.status_code == 200
             for client in clients:
                 await client.expect("broadcast", channel=channel)
+
+
+async def test_an_instance_subscribes_only_the_channels_it_serves(
+    redis: RedisServer, tmp_path: Path, channel: str
+) -> None:
+    raw = aioredis.Redis.from_url(redis.url)
+
+    async def upstream() -> set[bytes]:
+        names = await raw.pubsub_channels(f"*{channel}*")
+        return set(names)
+
+    async def dropped() -> bool:
+        return await upstream() == set()
+
+    try:
+        async with spawn_gateway(redis_env(redis), str(tmp_path / "g.log")) as gw:
+            assert await upstream() == set()
+            async with ws_client(gw.ws_url + "?user_id=a") as a:
+                await a.subscribe(channel, "broadcast")
+                assert await upstream() == {f"broadcast.{channel}".encode()}
+                await a.subscribe(channel)  # now presence too
+                assert await upstream() == {
+                    f"broadcast.{channel}".encode(),
+                    f"presence.{channel}".encode(),
+                }
+                await a.request({"type": "unsubscribe", "channel": channel})
+                # Redis has the unsubscribe once it read it from the subscriber connection.
+                await wait_until_async(dropped, timeout=5)
+            async with ws_client(gw.ws_url + "?user_id=b") as b:
+                await b.subscribe(channel, "broadcast")
+
+            # the last local subscriber went away: the instance drops the channel upstream
+            await wait_until_async(dropped, timeout=5)
+    finally:
+        await raw.aclose()

@@ -10,6 +10,7 @@ queue (:class:`Connection`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import deque
 from typing import Any
@@ -22,6 +23,7 @@ from realtime.auth import identify
 from realtime.config import Settings
 from realtime.errors import AuthError
 from realtime.frames import Outgoing
+from realtime.messages import AnyClientMessage as Frame
 from realtime.messages import FrameError, ack_frame, decode_client, error_frame
 from realtime.node import Node
 from realtime.wsproto import EXTENSION, DirectWebSocketProtocol
@@ -31,6 +33,8 @@ log = logging.getLogger("realtime.gateway")
 # Close codes we send; documented in docs/protocol.md.
 CLOSE_SLOW_CONSUMER = 4008
 SLOW_CLOSE_TIMEOUT = 5.0
+# Pipelined publishes one connection may have unanswered before its reads wait.
+MAX_IN_FLIGHT = 256
 
 
 class Flusher:
@@ -148,6 +152,7 @@ class Connection:
 async def read_loop(receive: Receive, peer: DirectConnection | Connection, node: Node) -> None:
     """Decode and act on each client frame until the client goes; nothing a frame does
     ends the loop."""
+    in_flight: deque[asyncio.Future[None]] = deque()
     while True:
         message = await receive()
         if message["type"] != "websocket.receive":
@@ -161,15 +166,36 @@ async def read_loop(receive: Receive, peer: DirectConnection | Connection, node:
             peer.send(exc.frame())
             continue
         try:
-            await node.handle(peer, frame)
+            pending = await node.handle(peer, frame)
         except FrameError as exc:
             peer.send(exc.frame(frame.ref))
         except Exception:
             log.exception("frame handling failed", extra={"user_id": peer.user_id})
             peer.send(error_frame("internal_error", "the gateway failed", None, frame.ref))
         else:
-            if frame.ref is not None:
-                peer.send(ack_frame(frame.ref))
+            if pending is None:
+                if frame.ref is not None:
+                    peer.send(ack_frame(frame.ref))
+                continue
+            # A pipelined publish: its ack or error comes when the MQ answers. The next frame
+            # is read meanwhile, with at most MAX_IN_FLIGHT of them unanswered.
+            pending.add_done_callback(functools.partial(_settled, peer, frame))
+            in_flight.append(pending)
+            while in_flight and in_flight[0].done():
+                in_flight.popleft()
+            if len(in_flight) >= MAX_IN_FLIGHT:
+                await asyncio.wait({in_flight[0]})
+
+
+def _settled(peer: DirectConnection | Connection, frame: Frame, done: asyncio.Future[None]) -> None:
+    if done.cancelled():
+        return
+    error = done.exception()
+    channel = getattr(frame, "channel", None)
+    if error is not None:
+        peer.send(error_frame("publish_failed", str(error), channel, frame.ref))
+    elif frame.ref is not None:
+        peer.send(ack_frame(frame.ref))
 
 
 class WebSocketEndpoint:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from realtime.brokers.base import Broker
+from realtime.brokers.base import Broker, PipelinedBroker
 from realtime.errors import BrokerError, PresenceError
 from realtime.frames import Outgoing
 from realtime.hub import Hub, Peer
@@ -93,6 +93,7 @@ class Node:
         diff_window: float = 0.1,
     ) -> None:
         self.brokers: dict[Kind, Broker] = {BROADCAST: broker, PRESENCE: presence_bus}
+        self._pipelined = broker if isinstance(broker, PipelinedBroker) else None
         self.hub = Hub(self.brokers)
         self.store = store
         self._ttl = presence_ttl
@@ -169,11 +170,17 @@ class Node:
                 with contextlib.suppress(BrokerError):
                     await self.hub.remove(peer, kind, channel)
 
-    async def handle(self, peer: Peer, message: AnyClientMessage) -> None:
-        """Act on one decoded client frame; raises FrameError for the client to see."""
+    async def handle(self, peer: Peer, message: AnyClientMessage) -> asyncio.Future[None] | None:
+        """Act on one decoded client frame; raises FrameError for the client to see.
+
+        A broadcast on a broker that pipelines publishes is not waited for: the returned
+        future settles when the MQ accepted it (or fails with BrokerError)."""
         state = self._peers[peer]
         match message:
             case Broadcast(channel=channel, event=event, payload=payload):
+                if self._pipelined is not None:
+                    data = bus_broadcast(channel, event, payload, peer.user_id)
+                    return self._pipelined.publish_later(BROADCAST, channel, data)
                 await self.publish(channel, event, payload, peer.user_id)
             case Subscribe(channel=channel, listen=listen):
                 await self._subscribe(peer, state, message, set(listen))
@@ -188,6 +195,7 @@ class Node:
                 await self._join(peer, state, channel, meta)
             case PresenceLeave(channel=channel):
                 await self._leave(peer, state, channel)
+        return None
 
     # --- broadcast ------------------------------------------------------------------------------
 

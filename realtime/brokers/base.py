@@ -7,6 +7,7 @@ unsubscribes on its last, so an instance only receives what it serves.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -41,6 +42,19 @@ class Broker(Protocol):
     def ready(self) -> bool: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class PipelinedBroker(Protocol):
+    """An optional capability: publish without waiting for the MQ's round trip.
+
+    ``publish_later`` queues the message behind every earlier one (order is kept) and returns
+    a future that resolves once the MQ accepted it, or fails with ``BrokerError``. The gateway
+    uses it so that one client's stream of broadcasts is pipelined instead of paying a round
+    trip each.
+    """
+
+    def publish_later(self, kind: Kind, channel: str, data: bytes) -> asyncio.Future[None]: ...
 
 
 class BrokerFactory(Protocol):

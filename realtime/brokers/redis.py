@@ -12,6 +12,7 @@ failover the reader's reconnect lands on the new master. Redis Cluster has its o
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from collections.abc import Awaitable
@@ -34,6 +35,7 @@ log = logging.getLogger("realtime.broker.redis")
 BACKOFF_START = 0.1
 BACKOFF_CAP = 5.0
 CONFIRM_TIMEOUT = 5.0
+PUBLISH_BATCH = 512
 
 
 def topic(kind: Kind, channel: str) -> str:
@@ -46,6 +48,18 @@ def split_topic(name: str) -> tuple[Kind, str] | None:
         if kind == known and channel:
             return known, channel
     return None
+
+
+def _settle(
+    batch: list[tuple[str, bytes, asyncio.Future[None]]], error: BaseException | None
+) -> None:
+    for _, _, done in batch:
+        if done.done():
+            continue
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
 
 
 class Confirmations:
@@ -100,6 +114,10 @@ class RedisBroker:
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._closed = False
+        self._outbox: collections.deque[tuple[str, bytes, asyncio.Future[None]]] = (
+            collections.deque()
+        )
+        self._writer: asyncio.Task[None] | None = None
 
     @classmethod
     def for_deployment(cls, deployment: RedisDeployment) -> RedisBroker | RedisClusterBroker:
@@ -135,12 +153,39 @@ class RedisBroker:
             await asyncio.wait_for(self._ready.wait(), timeout=5)
 
     async def publish(self, kind: Kind, channel: str, data: bytes) -> None:
+        await self.publish_later(kind, channel, data)
+
+    def publish_later(self, kind: Kind, channel: str, data: bytes) -> asyncio.Future[None]:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self._closed:
-            raise BrokerError("redis broker is closed")
-        try:
-            await self._client.publish(topic(kind, channel), data)
-        except RedisError as exc:
-            raise BrokerError(f"redis publish failed: {exc}") from exc
+            done.set_exception(BrokerError("redis broker is closed"))
+            return done
+        self._outbox.append((topic(kind, channel), data, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write(), name="redis-publisher")
+        return done
+
+    async def _write(self) -> None:
+        # One writer: publishes leave in the order they were queued, and whatever queued up
+        # during a round trip goes out together in the next one (one pipeline).
+        outbox = self._outbox
+        while outbox:
+            batch = [outbox.popleft() for _ in range(min(len(outbox), PUBLISH_BATCH))]
+            try:
+                if len(batch) == 1:
+                    await self._client.publish(batch[0][0], batch[0][1])
+                else:
+                    async with self._client.pipeline(transaction=False) as pipe:
+                        for name, data, _ in batch:
+                            pipe.publish(name, data)
+                        await pipe.execute()
+            except (RedisError, OSError) as exc:
+                _settle(batch, BrokerError(f"redis publish failed: {exc}"))
+            except asyncio.CancelledError:
+                _settle(batch, BrokerError("redis broker is closed"))
+                raise
+            else:
+                _settle(batch, None)
 
     async def subscribe(self, kind: Kind, channel: str) -> None:
         name = topic(kind, channel)
@@ -207,6 +252,12 @@ class RedisBroker:
         if self._closed:
             return
         self._closed = True
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+        _settle(list(self._outbox), BrokerError("redis broker is closed"))
+        self._outbox.clear()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

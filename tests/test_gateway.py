@@ -184,10 +184,15 @@ async def test_oversized_frame_closes_with_1009() -> None:
             assert info.value.rcvd is not None and info.value.rcvd.code == 1009
 
 
-async def test_slow_consumer_is_closed_with_4008() -> None:
+@pytest.mark.parametrize(
+    "server",
+    [{}, {"ws": "websockets-sansio"}],
+    ids=["direct-write-path", "plain-asgi-path"],
+)
+async def test_slow_consumer_is_closed_with_4008(server: dict[str, str]) -> None:
     settings = make_settings(WS_SEND_QUEUE_SIZE="8", WS_MAX_FRAME_BYTES="200000")
     async with (
-        run_gateway(settings) as gw,
+        run_gateway(settings, **server) as gw,
         ws_client(gw.ws_url + "?user_id=slow", max_queue=1) as slow,
         ws_client(gw.ws_url + "?user_id=pub") as pub,
     ):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from typing import cast
 
@@ -115,10 +116,11 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
         if not event.channel or len(event.channel) > MAX_CHANNEL_LENGTH:
             return error(400, f"channel must be 1 to {MAX_CHANNEL_LENGTH} characters")
         try:
-            message_id = await node.publish(event.channel, event.event, event.payload)
+            await node.publish(event.channel, event.event, event.payload)
         except FrameError as exc:
             return error(503, exc.message)
-        return JSONResponse({"status": "ok", "message_id": message_id})
+        # The id is the HTTP API's alone: WebSocket broadcasts need none, so none is made there.
+        return JSONResponse({"status": "ok", "message_id": uuid.uuid4().hex})
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "connections": node.connections})

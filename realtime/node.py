@@ -109,7 +109,6 @@ class Node:
         self._resyncs: dict[str, asyncio.Task[None]] = {}
         self._reasserts: dict[str, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self.delivered = 0
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -201,15 +200,14 @@ class Node:
 
     async def publish(
         self, channel: str, event: str, payload: msgspec.Raw, user_id: str = ""
-    ) -> str:
-        """Publish a broadcast to every instance; returns its message id."""
+    ) -> None:
+        """Publish a broadcast to every instance."""
         try:
             await self.brokers[BROADCAST].publish(
                 BROADCAST, channel, bus_broadcast(channel, event, payload, user_id)
             )
         except BrokerError as exc:
             raise FrameError("publish_failed", str(exc), channel) from exc
-        return uuid.uuid4().hex
 
     async def deliver(self, kind: Kind, channel: str, data: bytes) -> None:
         """A message from the bus: encode its client frame once, queue it to every local peer."""
@@ -230,7 +228,6 @@ class Node:
         frame = client_frame(message)
         for peer in tuple(peers):
             peer.send(frame)
-        self.delivered += len(peers)
 
     # --- subscriptions --------------------------------------------------------------------------
 
@@ -325,7 +322,6 @@ class Node:
             # A seed gateway's event carries no sequence: nothing to order it by.
             frame = frame or client_frame(message)
             peer.send(frame)
-        self.delivered += len(peers)
 
     def _accept(
         self,

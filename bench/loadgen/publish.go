@@ -54,14 +54,7 @@ func newWSPublisher(cfg *config, st *stats) (*wsPublisher, error) {
 }
 
 func (p *wsPublisher) send(channel, event string, payload []byte) error {
-	b := p.buf[:0]
-	b = append(b, `{"type":"broadcast","channel":`...)
-	b = append(b, quote(channel)...)
-	b = append(b, `,"event":`...)
-	b = append(b, quote(event)...)
-	b = append(b, `,"payload":`...)
-	b = append(b, payload...)
-	b = append(b, '}')
+	b := appendEvent(p.buf[:0], `{"type":"broadcast","channel":`, channel, event, payload)
 	p.buf = b
 	_ = p.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
 	return p.conn.WriteMessage(websocket.TextMessage, b)
@@ -88,14 +81,7 @@ func newHTTPPublisher(cfg *config) (*httpPublisher, error) {
 }
 
 func (p *httpPublisher) send(channel, event string, payload []byte) error {
-	b := p.buf[:0]
-	b = append(b, `{"channel":`...)
-	b = append(b, quote(channel)...)
-	b = append(b, `,"event":`...)
-	b = append(b, quote(event)...)
-	b = append(b, `,"payload":`...)
-	b = append(b, payload...)
-	b = append(b, '}')
+	b := appendEvent(p.buf[:0], `{"channel":`, channel, event, payload)
 	p.buf = b
 	resp, err := p.client.Post(p.url, "application/json", bytes.NewReader(b))
 	if err != nil {
@@ -147,4 +133,16 @@ func (b *payloadBuilder) build(seq int64) []byte {
 	p = append(p, `"}`...)
 	b.buf = p
 	return p
+}
+
+// appendEvent appends one event object (head, then channel, event and the raw payload) to b;
+// the WebSocket frame and the HTTP body differ only in their head.
+func appendEvent(b []byte, head, channel, event string, payload []byte) []byte {
+	b = append(b, head...)
+	b = append(b, quote(channel)...)
+	b = append(b, `,"event":`...)
+	b = append(b, quote(event)...)
+	b = append(b, `,"payload":`...)
+	b = append(b, payload...)
+	return append(b, '}')
 }

@@ -23,11 +23,11 @@ from typing import Any
 
 import httpx
 
-from realtime.messages import Member
 from realtime.presence.redis import RedisPresence
 from realtime.redisconn import connect
 from realtime.testing.gateway import spawn_gateway, ws_client
 from realtime.testing.servers import redis_server
+from realtime.wire.messages import Member
 
 
 async def fill(store: RedisPresence, channel: str, count: int, prefix: str) -> None:

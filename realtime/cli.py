@@ -18,7 +18,7 @@ from realtime.config import OPTIONS, Settings, describe, load_settings
 from realtime.errors import ConfigError
 
 if TYPE_CHECKING:
-    from realtime.app import RealtimeApp
+    from realtime.server.app import RealtimeApp
 
 log = logging.getLogger("realtime")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -77,7 +77,7 @@ def settings_or_exit() -> Settings:
 
 def app_factory() -> RealtimeApp:
     """Import target for uvicorn's worker processes: each reads the settings itself."""
-    from realtime.app import create_app
+    from realtime.server.app import create_app
 
     return create_app(settings_or_exit(), freeze_gc=True)
 
@@ -107,7 +107,7 @@ def serve(settings: Settings, workers: int = 1) -> None:
 def server_options(settings: Settings) -> dict[str, Any]:
     """uvicorn's options for our protocol settings; tests start servers with the same."""
     return {
-        "ws": "realtime.wsproto:DirectWebSocketProtocol",
+        "ws": "realtime.server.direct:DirectWebSocketProtocol",
         "ws_max_size": settings.ws_max_frame_bytes,
         "ws_ping_interval": settings.ws_ping_interval,
         "ws_ping_timeout": settings.ws_ping_timeout,

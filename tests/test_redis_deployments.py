@@ -20,11 +20,10 @@ import redis
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
-from realtime.brokers.redis import RedisBroker, topic
-from realtime.brokers.redis_cluster import RedisClusterBroker
+from realtime.brokers.redis.classic import RedisBroker, topic
+from realtime.brokers.redis.cluster import RedisClusterBroker
 from realtime.config import OPTIONS, RedisDeployment, load_settings
 from realtime.errors import ConfigError
-from realtime.messages import Kind, Member
 from realtime.presence.base import Entry
 from realtime.presence.redis import RedisPresence
 from realtime.redisconn import client as redis_client
@@ -39,6 +38,7 @@ from realtime.testing.servers import (
     wait_until,
     wait_until_async,
 )
+from realtime.wire.messages import Kind, Member
 from tests.brokers.deployments import channel_on_node, sentinel_deployment, slot_owner
 
 TIMEOUT = 15.0

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from realtime.messages import Kind
+from realtime.wire.messages import Kind
 
 if TYPE_CHECKING:
     from realtime.config import Settings

@@ -12,7 +12,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from realtime.errors import BrokerError
-from realtime.messages import Kind
+from realtime.wire.messages import Kind
 
 if TYPE_CHECKING:
     from realtime.brokers.base import Deliver

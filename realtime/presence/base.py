@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import NamedTuple, Protocol
 
 from realtime.errors import PresenceError
-from realtime.messages import Member
+from realtime.wire.messages import Member
 
 # (channel, bus message bytes): how a store that cannot publish by itself reaches the bus.
 Publish = Callable[[str, bytes], Awaitable[None]]

@@ -29,8 +29,8 @@ from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 from realtime.errors import PresenceError
-from realtime.messages import Member, bus_presence_body, decode_member, encode
 from realtime.presence.base import ChannelState, Entry, PresenceFull, Publish, Snapshot
+from realtime.wire.messages import Member, bus_presence_body, decode_member, encode
 
 REFRESH_BATCH = 250  # connection entries per refresh script call
 PIPELINE_BATCH = 200  # script calls per pipeline round trip

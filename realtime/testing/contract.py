@@ -35,7 +35,7 @@ import pytest_asyncio
 
 from realtime.brokers.base import Broker
 from realtime.errors import BrokerError
-from realtime.messages import Kind
+from realtime.wire.messages import Kind
 
 __all__ = ["BrokerContract", "Inbox"]
 

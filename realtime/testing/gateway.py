@@ -18,10 +18,10 @@ import httpx
 import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 
-from realtime.app import create_app
 from realtime.cli import server_options
 from realtime.config import Settings, load_settings
-from realtime.node import Node
+from realtime.engine.node import Node
+from realtime.server.app import create_app
 
 TIMEOUT = 10.0
 

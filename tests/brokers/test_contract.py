@@ -9,8 +9,8 @@ import pytest
 
 from realtime.brokers.base import Broker
 from realtime.brokers.memory import MemoryBroker, MemoryBus
-from realtime.brokers.redis import RedisBroker
-from realtime.brokers.redis_cluster import RedisClusterBroker
+from realtime.brokers.redis.classic import RedisBroker
+from realtime.brokers.redis.cluster import RedisClusterBroker
 from realtime.config import RedisDeployment
 from realtime.testing import BrokerContract
 from realtime.testing.servers import (

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis.asyncio as aioredis
 
-from realtime.brokers.redis import RedisBroker
+from realtime.brokers.redis.classic import RedisBroker
 from realtime.errors import BrokerError
-from realtime.messages import Kind
 from realtime.testing.servers import RedisServer, redis_server, wait_until_async
+from realtime.wire.messages import Kind
 
 pytestmark = pytest.mark.integration
 

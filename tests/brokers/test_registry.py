@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from realtime.brokers.memory import MemoryBroker
-from realtime.brokers.redis import RedisBroker
+from realtime.brokers.redis.classic import RedisBroker
 from realtime.brokers.registry import available, load_broker
 from realtime.errors import BrokerNotFound, ConfigError
 from realtime.testing.gateway import make_settings

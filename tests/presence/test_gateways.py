@@ -22,11 +22,11 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from realtime.messages import Member
 from realtime.presence.redis import RedisPresence
 from realtime.redisconn import connect
 from realtime.testing.gateway import Client, GatewayProcess, spawn_gateway, ws_client
 from realtime.testing.servers import RedisServer, redis_server, wait_until_async
+from realtime.wire.messages import Member
 from tests.presence.views import Watcher, watching
 
 pytestmark = pytest.mark.integration

@@ -16,12 +16,12 @@ import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
-from realtime.messages import Member
 from realtime.presence.base import Entry, PresenceFull, PresenceStore
 from realtime.presence.memory import MemoryPresence
 from realtime.presence.redis import RedisPresence, channel_keys
 from realtime.redisconn import connect
 from realtime.testing.servers import RedisServer, wait_until_async
+from realtime.wire.messages import Member
 
 pytestmark = pytest.mark.integration
 

@@ -14,9 +14,9 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from realtime.brokers.base import Broker
 from realtime.errors import BrokerError
-from realtime.messages import Kind
 from realtime.testing import BrokerContract, Inbox
 from realtime.testing.servers import KafkaServer, RestartUnsupported, kafka_server
+from realtime.wire.messages import Kind
 from realtime_kafka import KafkaBroker, KafkaConfig
 
 

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from realtime.errors import BrokerError
-from realtime.messages import Kind
 from realtime.testing.servers import free_port
+from realtime.wire.messages import Kind
 from realtime_kafka import KafkaBroker, KafkaConfig
 
 

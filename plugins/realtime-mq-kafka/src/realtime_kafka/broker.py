@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from realtime.errors import BrokerError
-from realtime.messages import Kind
+from realtime.wire.messages import Kind
 from realtime_kafka import envelope
 from realtime_kafka.config import KafkaConfig
 from realtime_kafka.topic import ensure_topic

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from realtime.messages import KINDS, Kind
+from realtime.wire.messages import KINDS, Kind
 
 VERSION = b"1"
 H_VERSION = "realtime-v"

@@ -28,7 +28,7 @@ import aiormq
 from yarl import URL
 
 from realtime.errors import BrokerError
-from realtime.messages import Kind
+from realtime.wire.messages import Kind
 from realtime_rabbitmq.options import RabbitMQOptions
 from realtime_rabbitmq.routing import headers, routing_key, target
 

@@ -18,7 +18,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 
-from realtime.messages import KINDS, Kind
+from realtime.wire.messages import KINDS, Kind
 
 #: Header carrying the kind (``broadcast`` or ``presence``).
 KIND_HEADER = "realtime-kind"

@@ -22,16 +22,16 @@ from starlette.types import Receive, Scope, Send
 from realtime import redisconn
 from realtime.brokers.base import Broker
 from realtime.brokers.memory import MemoryBroker
-from realtime.brokers.redis import RedisBroker
-from realtime.brokers.redis_cluster import RedisClusterBroker
+from realtime.brokers.redis.classic import RedisBroker
+from realtime.brokers.redis.cluster import RedisClusterBroker
 from realtime.brokers.registry import load_broker
 from realtime.config import Settings, describe
-from realtime.gateway import WebSocketEndpoint
-from realtime.messages import MAX_CHANNEL_LENGTH, NULL, FrameError
-from realtime.node import Node
+from realtime.engine.node import Node
 from realtime.presence.base import PresenceStore
 from realtime.presence.memory import MemoryPresence
 from realtime.presence.redis import RedisPresence
+from realtime.server.websocket import WebSocketEndpoint
+from realtime.wire.messages import MAX_CHANNEL_LENGTH, NULL, FrameError
 
 log = logging.getLogger("realtime")
 

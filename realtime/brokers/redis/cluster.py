@@ -30,7 +30,7 @@ from redis.exceptions import RedisClusterException, RedisError
 from redis.retry import Retry
 
 from realtime import redisconn
-from realtime.brokers.redis import (
+from realtime.brokers.redis.classic import (
     BACKOFF_CAP,
     BACKOFF_START,
     Confirmations,
@@ -39,7 +39,7 @@ from realtime.brokers.redis import (
 )
 from realtime.config import RedisDeployment
 from realtime.errors import BrokerError
-from realtime.messages import Kind
+from realtime.wire.messages import Kind
 
 if TYPE_CHECKING:
     from realtime.brokers.base import Deliver

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from realtime.frames import Outgoing
+from realtime.wire.frames import Outgoing
 
 Kind = Literal["broadcast", "presence"]
 BROADCAST: Kind = "broadcast"

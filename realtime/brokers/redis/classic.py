@@ -6,7 +6,7 @@ drops, the reader reconnects with capped backoff and resubscribes everything by 
 
 On Sentinel the client asks the sentinels for the master on every new connection, so after a
 failover the reader's reconnect lands on the new master. Redis Cluster has its own broker,
-:mod:`realtime.brokers.redis_cluster`; :meth:`RedisBroker.from_settings` picks it.
+:mod:`realtime.brokers.redis.cluster`; :meth:`RedisBroker.from_settings` picks it.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from redis.exceptions import RedisError
 from realtime import redisconn
 from realtime.config import RedisDeployment, check_redis_url, redis_url_from_parts
 from realtime.errors import BrokerError
-from realtime.messages import KINDS, Kind
+from realtime.wire.messages import KINDS, Kind
 
 if TYPE_CHECKING:
     from realtime.brokers.base import Deliver
-    from realtime.brokers.redis_cluster import RedisClusterBroker
+    from realtime.brokers.redis.cluster import RedisClusterBroker
     from realtime.config import Settings
 
 log = logging.getLogger("realtime.broker.redis")
@@ -123,7 +123,7 @@ class RedisBroker:
     def for_deployment(cls, deployment: RedisDeployment) -> RedisBroker | RedisClusterBroker:
         """The broker for a standalone, Sentinel or Cluster deployment."""
         if deployment.cluster:
-            from realtime.brokers.redis_cluster import RedisClusterBroker
+            from realtime.brokers.redis.cluster import RedisClusterBroker
 
             return RedisClusterBroker(deployment)
         return cls(deployment.url, deployment=deployment)

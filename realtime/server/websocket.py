@@ -21,14 +21,14 @@ from starlette.types import Receive, Scope, Send
 
 from realtime.auth import identify
 from realtime.config import Settings
+from realtime.engine.node import Node
 from realtime.errors import AuthError
-from realtime.frames import Outgoing
-from realtime.messages import AnyClientMessage as Frame
-from realtime.messages import FrameError, ack_frame, decode_client, error_frame
-from realtime.node import Node
-from realtime.wsproto import EXTENSION, DirectWebSocketProtocol
+from realtime.server.direct import EXTENSION, DirectWebSocketProtocol
+from realtime.wire.frames import Outgoing
+from realtime.wire.messages import AnyClientMessage as Frame
+from realtime.wire.messages import FrameError, ack_frame, decode_client, error_frame
 
-log = logging.getLogger("realtime.gateway")
+log = logging.getLogger("realtime.server.websocket")
 
 # Close codes we send; documented in docs/protocol.md.
 CLOSE_SLOW_CONSUMER = 4008

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from websockets.frames import Frame, Opcode
 
-from realtime.frames import Outgoing, text_frame
+from realtime.wire.frames import Outgoing, text_frame
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 300_000])

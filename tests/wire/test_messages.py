@@ -5,7 +5,7 @@ import json
 import msgspec
 import pytest
 
-from realtime.messages import (
+from realtime.wire.messages import (
     Broadcast,
     FrameError,
     Member,

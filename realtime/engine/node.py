@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 import msgspec
 
 from realtime.brokers.base import Broker, PipelinedBroker
+from realtime.engine.hub import Hub, Peer
 from realtime.errors import BrokerError, PresenceError
-from realtime.frames import Outgoing
-from realtime.hub import Hub, Peer
-from realtime.messages import (
+from realtime.presence.base import ChannelState, Entry, PresenceFull, PresenceStore, Snapshot
+from realtime.wire.frames import Outgoing
+from realtime.wire.messages import (
     BROADCAST,
     PRESENCE,
     PRESENCE_TYPES,
@@ -42,9 +43,8 @@ from realtime.messages import (
     encode,
     sync_frame,
 )
-from realtime.presence.base import ChannelState, Entry, PresenceFull, PresenceStore, Snapshot
 
-log = logging.getLogger("realtime.node")
+log = logging.getLogger("realtime.engine.node")
 
 
 PENDING_LIMIT = 10_000  # events buffered for one subscriber awaiting its sync

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from realtime.brokers.base import Broker
-from realtime.frames import Outgoing
-from realtime.messages import KINDS, Kind
+from realtime.wire.frames import Outgoing
+from realtime.wire.messages import KINDS, Kind
 
 
 class Peer(Protocol):

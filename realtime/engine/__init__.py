@@ -1,0 +1,1 @@
+"""The core: local subscriptions, publish and deliver, and per-subscriber presence order."""

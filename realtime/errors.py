@@ -36,6 +36,21 @@ class PresenceError(RealtimeError):
     """The presence store refused or failed an operation."""
 
 
+class PresenceFull(PresenceError):
+    """The channel holds ``PRESENCE_MAX_MEMBERS`` members already; nothing was stored."""
+
+
+class FrameError(RealtimeError):
+    """A client frame the gateway cannot act on; ``code`` goes into the error frame sent back
+    (``realtime.wire.messages.refusal`` builds it)."""
+
+    def __init__(self, code: str, message: str, channel: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.channel = channel
+
+
 class AuthError(RealtimeError):
     """An upgrade request carries no acceptable identity."""
 

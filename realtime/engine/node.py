@@ -17,8 +17,8 @@ import msgspec
 
 from realtime.brokers.base import Broker, PipelinedBroker
 from realtime.engine.hub import Hub, Peer
-from realtime.errors import BrokerError, PresenceError
-from realtime.presence.base import ChannelState, Entry, PresenceFull, PresenceStore, Snapshot
+from realtime.errors import BrokerError, FrameError, PresenceError, PresenceFull
+from realtime.presence.base import ChannelState, Entry, PresenceStore, Snapshot
 from realtime.wire.frames import Outgoing
 from realtime.wire.messages import (
     BROADCAST,
@@ -27,7 +27,6 @@ from realtime.wire.messages import (
     AnyClientMessage,
     Broadcast,
     BusMessage,
-    FrameError,
     Kind,
     Member,
     Meta,

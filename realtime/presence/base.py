@@ -11,15 +11,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import NamedTuple, Protocol
 
-from realtime.errors import PresenceError
 from realtime.wire.messages import Member
 
 # (channel, bus message bytes): how a store that cannot publish by itself reaches the bus.
 Publish = Callable[[str, bytes], Awaitable[None]]
-
-
-class PresenceFull(PresenceError):
-    """The channel holds ``PRESENCE_MAX_MEMBERS`` members already; nothing was stored."""
 
 
 class ChannelState(NamedTuple):

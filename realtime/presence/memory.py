@@ -12,7 +12,8 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from realtime.presence.base import ChannelState, Entry, PresenceFull, Publish, Snapshot
+from realtime.errors import PresenceFull
+from realtime.presence.base import ChannelState, Entry, Publish, Snapshot
 from realtime.wire.messages import Member, bus_presence_body, complete_presence
 
 

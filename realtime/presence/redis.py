@@ -28,8 +28,8 @@ import redis.asyncio as aioredis
 from redis.crc import key_slot
 from redis.exceptions import RedisError
 
-from realtime.errors import PresenceError
-from realtime.presence.base import ChannelState, Entry, PresenceFull, Publish, Snapshot
+from realtime.errors import PresenceError, PresenceFull
+from realtime.presence.base import ChannelState, Entry, Publish, Snapshot
 from realtime.wire.messages import Member, bus_presence_body, decode_member, encode
 
 REFRESH_BATCH = 250  # connection entries per refresh script call

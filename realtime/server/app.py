@@ -27,11 +27,12 @@ from realtime.brokers.redis.cluster import RedisClusterBroker
 from realtime.brokers.registry import load_broker
 from realtime.config import Settings, describe
 from realtime.engine.node import Node
+from realtime.errors import FrameError
 from realtime.presence.base import PresenceStore
 from realtime.presence.memory import MemoryPresence
 from realtime.presence.redis import RedisPresence
 from realtime.server.websocket import WebSocketEndpoint
-from realtime.wire.messages import MAX_CHANNEL_LENGTH, NULL, FrameError
+from realtime.wire.messages import MAX_CHANNEL_LENGTH, NULL
 
 log = logging.getLogger("realtime")
 

@@ -22,11 +22,11 @@ from starlette.types import Receive, Scope, Send
 from realtime.auth import identify
 from realtime.config import Settings
 from realtime.engine.node import Node
-from realtime.errors import AuthError
+from realtime.errors import AuthError, FrameError
 from realtime.server.direct import EXTENSION, DirectWebSocketProtocol
 from realtime.wire.frames import Outgoing
 from realtime.wire.messages import AnyClientMessage as Frame
-from realtime.wire.messages import FrameError, ack_frame, decode_client, error_frame
+from realtime.wire.messages import ack_frame, decode_client, error_frame, refusal
 
 log = logging.getLogger("realtime.server.websocket")
 
@@ -163,12 +163,12 @@ async def read_loop(receive: Receive, peer: DirectConnection | Connection, node:
         try:
             frame = decode_client(data)
         except FrameError as exc:
-            peer.send(exc.frame())
+            peer.send(refusal(exc))
             continue
         try:
             pending = await node.handle(peer, frame)
         except FrameError as exc:
-            peer.send(exc.frame(frame.ref))
+            peer.send(refusal(exc, frame.ref))
         except Exception:
             log.exception("frame handling failed", extra={"user_id": peer.user_id})
             peer.send(error_frame("internal_error", "the gateway failed", None, frame.ref))

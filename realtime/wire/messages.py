@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from realtime.errors import FrameError
 from realtime.wire.frames import Outgoing
 
 Kind = Literal["broadcast", "presence"]
@@ -77,19 +78,6 @@ AnyClientMessage = (
     Subscribe | Unsubscribe | Broadcast | PresenceJoin | PresenceUpdate | PresenceLeave
 )
 _client_decoder: msgspec.json.Decoder[AnyClientMessage] = msgspec.json.Decoder(AnyClientMessage)
-
-
-class FrameError(ValueError):
-    """A client frame the gateway cannot act on; ``code`` goes into the error frame."""
-
-    def __init__(self, code: str, message: str, channel: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.channel = channel
-
-    def frame(self, ref: Ref = None) -> Outgoing:
-        return error_frame(self.code, self.message, self.channel, ref)
 
 
 def decode_client(data: bytes | str) -> AnyClientMessage:
@@ -266,6 +254,11 @@ def client_frame(message: BusMessage) -> Outgoing:
 
 def error_frame(code: str, message: str, channel: str | None = None, ref: Ref = None) -> Outgoing:
     return Outgoing(encode(ErrorOut(code, message, channel, ref)))
+
+
+def refusal(error: FrameError, ref: Ref = None) -> Outgoing:
+    """The error frame that answers a client frame the gateway refused."""
+    return error_frame(error.code, error.message, error.channel, ref)
 
 
 def ack_frame(ref: Ref) -> Outgoing:

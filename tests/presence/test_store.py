@@ -16,7 +16,8 @@ import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
-from realtime.presence.base import Entry, PresenceFull, PresenceStore
+from realtime.errors import PresenceFull
+from realtime.presence.base import Entry, PresenceStore
 from realtime.presence.memory import MemoryPresence
 from realtime.presence.redis import RedisPresence, channel_keys
 from realtime.redisconn import connect

@@ -5,9 +5,9 @@ import json
 import msgspec
 import pytest
 
+from realtime.errors import FrameError
 from realtime.wire.messages import (
     Broadcast,
-    FrameError,
     Member,
     PresenceJoin,
     Subscribe,

@@ -36,7 +36,6 @@ import contextlib
 import functools
 import importlib
 import importlib.util
-import inspect
 import logging
 import os
 import shutil
@@ -48,11 +47,13 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 from urllib.parse import urlsplit
+
+from realtime.testing.waiting import free_port, port_open, wait_until, wait_until_async
 
 log = logging.getLogger("realtime.testing.servers")
 
@@ -82,76 +83,6 @@ class RestartUnsupported(ServiceError):
 
 
 # -- helpers for tests ----------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOCALHOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def wait_until(
-    predicate: Callable[[], T],
-    timeout: float = 10.0,
-    interval: float = 0.05,
-    *,
-    ignore: tuple[type[BaseException], ...] = (),
-    message: str = "condition",
-) -> T:
-    """Call ``predicate`` until it returns something truthy, and return that.
-
-    Exceptions of the ``ignore`` types count as "not yet"; the last one is chained to the
-    ``TimeoutError`` raised when ``timeout`` seconds pass.
-    """
-    deadline = time.monotonic() + timeout
-    last_exc: BaseException | None = None
-    while True:
-        try:
-            result = predicate()
-        except ignore as exc:
-            last_exc = exc
-        else:
-            if result:
-                return result
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"{message} not met within {timeout:.1f}s") from last_exc
-        time.sleep(interval)
-
-
-async def wait_until_async(
-    predicate: Callable[[], Awaitable[T] | T],
-    # The same signature as wait_until on purpose: a deadline is this helper's whole job.
-    timeout: float = 10.0,
-    interval: float = 0.05,
-    *,
-    ignore: tuple[type[BaseException], ...] = (),
-    message: str = "condition",
-) -> T:
-    """``wait_until`` for async tests: ``predicate`` may return a value or an awaitable."""
-    deadline = time.monotonic() + timeout
-    last_exc: BaseException | None = None
-    while True:
-        try:
-            outcome = predicate()
-            result: T = await outcome if inspect.isawaitable(outcome) else outcome
-        except ignore as exc:
-            last_exc = exc
-        else:
-            if result:
-                return result
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"{message} not met within {timeout:.1f}s") from last_exc
-        await asyncio.sleep(interval)
 
 
 # -- where servers come from ----------------------------------------------------------------

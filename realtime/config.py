@@ -29,7 +29,8 @@ class Option:
     help: str
 
 
-# The table `realtime serve --help` prints; plugins document their own settings in their READMEs.
+# The one place every default is written: `realtime serve --help` prints this table and
+# load_settings() falls back to it. Plugins document their own settings in their READMEs.
 OPTIONS: tuple[Option, ...] = (
     Option("SERVER_ADDR", ":8080", "listen address host:port (an empty host listens on all)"),
     Option("REDIS_ADDR", "127.0.0.1:6379", "Redis host:port for presence (and the redis broker)"),
@@ -39,8 +40,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("REDIS_SENTINELS", None, "comma-separated sentinel host:port list (Sentinel mode)"),
     Option("REDIS_SENTINEL_MASTER", None, "master name the sentinels monitor; needs SENTINELS"),
     Option("REDIS_SENTINEL_PASSWORD", None, "password of the sentinels themselves, if any"),
-    Option("REDIS_CLUSTER", "0", "1: Redis Cluster; REDIS_ADDR or REDIS_URL names a seed node"),
-    Option("REDIS_CLUSTER_PUBSUB", None, "sharded (default) | classic (seed interop)"),
+    Option("REDIS_CLUSTER", "0", "1: Redis Cluster; REDIS_ADDR or REDIS_URL names a startup node"),
+    Option("REDIS_CLUSTER_PUBSUB", "sharded", "sharded | classic (seed gateway interop)"),
     Option("PRESENCE_STORE", "redis", "where presence lives: redis | memory"),
     Option("PRESENCE_TTL_SECONDS", "60", "seconds a member whose gateway stopped stays listed"),
     Option("PRESENCE_MAX_META_BYTES", "2048", "largest presence meta (JSON bytes) per member"),
@@ -69,11 +70,12 @@ PUBSUB_MODES = ("sharded", "classic")
 class RedisDeployment:
     """Which Redis the gateway talks to and how: standalone, Sentinel or Cluster.
 
-    ``url`` is the server (standalone), a seed node (cluster), or only the master's password,
-    database and scheme (Sentinel: the master's address comes from the sentinels).
+    ``url`` is the server (standalone), the node a cluster client starts from (Cluster), or
+    only the master's password, database and scheme (Sentinel: the master's address comes from
+    the sentinels).
     """
 
-    url: str = "redis://127.0.0.1:6379/0"
+    url: str
     sentinels: tuple[tuple[str, int], ...] = ()
     sentinel_master: str | None = None
     sentinel_password: str | None = field(default=None, repr=False)
@@ -98,102 +100,88 @@ class RedisDeployment:
         return _hide_password(self.url)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Settings:
-    """Parsed settings; ``env`` keeps every raw variable so plugins can read their own."""
+    """Parsed settings, built only by :func:`load_settings` (defaults live in ``OPTIONS``);
+    ``env`` keeps every raw variable so plugins can read their own."""
 
-    host: str = "0.0.0.0"
-    port: int = 8080
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_sentinels: tuple[tuple[str, int], ...] = ()
-    redis_sentinel_master: str | None = None
-    redis_sentinel_password: str | None = field(default=None, repr=False)
-    redis_cluster: bool = False
-    redis_cluster_pubsub: str = "sharded"
-    presence_store: str = "redis"
-    presence_ttl: int = 60
-    presence_max_meta_bytes: int = 2048
-    presence_max_members: int = 100_000
-    presence_diff_window_ms: int = 100
-    broker: str = "redis"
-    cors_origins: tuple[str, ...] = ("*",)
-    jwt_secret: str | None = field(default=None, repr=False)
-    jwt_user_claim: str = "sub"
-    log_level: str = "info"
-    ws_ping_interval: float | None = 20.0
-    ws_ping_timeout: float | None = 20.0
-    ws_max_frame_bytes: int = 65536
-    ws_send_queue_size: int = 1024
-    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    host: str
+    port: int
+    redis: RedisDeployment
+    presence_store: str
+    presence_ttl: int
+    presence_max_meta_bytes: int
+    presence_max_members: int
+    presence_diff_window_ms: int
+    broker: str
+    cors_origins: tuple[str, ...]
+    jwt_secret: str | None = field(repr=False)
+    jwt_user_claim: str
+    log_level: str
+    ws_ping_interval: float | None
+    ws_ping_timeout: float | None
+    ws_max_frame_bytes: int
+    ws_send_queue_size: int
+    env: Mapping[str, str] = field(repr=False)
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """A raw variable (process environment over ``.env``), for plugins' own settings."""
         value = self.env.get(name)
         return default if value in (None, "") else value
 
-    @property
-    def redis(self) -> RedisDeployment:
-        """The Redis deployment presence (and the redis broker, by default) use."""
-        return RedisDeployment(
-            self.redis_url,
-            self.redis_sentinels,
-            self.redis_sentinel_master,
-            self.redis_sentinel_password,
-            self.redis_cluster,
-            self.redis_cluster_pubsub,
-        )
 
-    @property
-    def redis_display(self) -> str:
-        """Where Redis is, without its password, for logs."""
-        return self.redis.display
+class _Env:
+    """The merged environment, read through ``OPTIONS``: ``given`` is what the user set,
+    ``value`` falls back to the option's default."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def given(self, name: str) -> str | None:
+        value = self._env.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def value(self, name: str) -> str:
+        value = self.given(name) or _DEFAULTS[name]
+        assert value is not None, f"{name} has no default in OPTIONS"
+        return value
 
 
 def load_settings(
     environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
 ) -> Settings:
     """Read settings from ``environ`` (default: the process) over ``env_file``."""
-    env = _merged_env(os.environ if environ is None else environ, env_file)
-
-    def raw(name: str) -> str | None:
-        value = env.get(name)
-        if value is None or value.strip() == "":
-            return _DEFAULTS.get(name)
-        return value.strip()
-
-    host, port = _parse_addr("SERVER_ADDR", raw("SERVER_ADDR") or ":8080")
-    presence_store = _choice("PRESENCE_STORE", raw("PRESENCE_STORE"), ("redis", "memory"))
-    ping_interval = _parse("WS_PING_INTERVAL_SECONDS", raw, float, "a number of seconds >= 0")
-    ping_timeout = _parse("WS_PING_TIMEOUT_SECONDS", raw, float, "a number of seconds >= 0")
-    origins = tuple(o.strip() for o in (raw("CORS_ALLOWED_ORIGINS") or "").split(",") if o.strip())
-    broker = (raw("BROADCAST_MQ_TYPE") or "redis").lower()
-    redis = _redis_deployment(raw, broker)
+    merged = _merged_env(os.environ if environ is None else environ, env_file)
+    env = _Env(merged)
+    host, port = _parse_addr("SERVER_ADDR", env.value("SERVER_ADDR"))
+    presence_store = _choice("PRESENCE_STORE", env.value("PRESENCE_STORE"), ("redis", "memory"))
+    ping_interval = _parse(env, "WS_PING_INTERVAL_SECONDS", float, "a number of seconds >= 0")
+    ping_timeout = _parse(env, "WS_PING_TIMEOUT_SECONDS", float, "a number of seconds >= 0")
+    origins = tuple(o.strip() for o in env.value("CORS_ALLOWED_ORIGINS").split(",") if o.strip())
+    broker = env.value("BROADCAST_MQ_TYPE").lower()
     return Settings(
         host=host,
         port=port,
-        redis_url=redis.url,
-        redis_sentinels=redis.sentinels,
-        redis_sentinel_master=redis.sentinel_master,
-        redis_sentinel_password=redis.sentinel_password,
-        redis_cluster=redis.cluster,
-        redis_cluster_pubsub=redis.cluster_pubsub,
+        redis=_redis_deployment(env, broker),
         presence_store=presence_store,
-        presence_ttl=_parse("PRESENCE_TTL_SECONDS", raw, int, "a whole number of seconds >= 1", 1),
-        presence_max_meta_bytes=_parse("PRESENCE_MAX_META_BYTES", raw, int, "a byte count >= 2", 2),
-        presence_max_members=_parse("PRESENCE_MAX_MEMBERS", raw, int, "a member count >= 0"),
+        presence_ttl=_parse(env, "PRESENCE_TTL_SECONDS", int, "a whole number of seconds >= 1", 1),
+        presence_max_meta_bytes=_parse(env, "PRESENCE_MAX_META_BYTES", int, "a byte count >= 2", 2),
+        presence_max_members=_parse(env, "PRESENCE_MAX_MEMBERS", int, "a member count >= 0"),
         presence_diff_window_ms=_parse(
-            "PRESENCE_DIFF_WINDOW_MS", raw, int, "a whole number of milliseconds >= 0"
+            env, "PRESENCE_DIFF_WINDOW_MS", int, "a whole number of milliseconds >= 0"
         ),
         broker=broker,
         cors_origins=origins,
-        jwt_secret=raw("JWT_SECRET"),
-        jwt_user_claim=raw("JWT_USER_CLAIM") or "sub",
-        log_level=_choice("LOG_LEVEL", (raw("LOG_LEVEL") or "info").lower(), LOG_LEVELS),
+        jwt_secret=env.given("JWT_SECRET"),
+        jwt_user_claim=env.value("JWT_USER_CLAIM"),
+        log_level=_choice("LOG_LEVEL", env.value("LOG_LEVEL").lower(), LOG_LEVELS),
         ws_ping_interval=ping_interval or None,
         ws_ping_timeout=ping_timeout or None,
-        ws_max_frame_bytes=_parse("WS_MAX_FRAME_BYTES", raw, int, "a byte count >= 256", 256),
-        ws_send_queue_size=_parse("WS_SEND_QUEUE_SIZE", raw, int, "a frame count >= 1", 1),
-        env=env,
+        ws_max_frame_bytes=_parse(env, "WS_MAX_FRAME_BYTES", int, "a byte count >= 256", 256),
+        ws_send_queue_size=_parse(env, "WS_SEND_QUEUE_SIZE", int, "a frame count >= 1", 1),
+        env=merged,
     )
 
 
@@ -207,15 +195,15 @@ def _merged_env(environ: Mapping[str, str], env_file: str | Path | None) -> dict
 
 
 def _parse(
+    env: _Env,
     name: str,
-    raw: Callable[[str], str | None],
     cast: Callable[[str], T],
     accepts: str,
     minimum: float = 0,
 ) -> T:
-    text = raw(name)
+    text = env.value(name)
     try:
-        value = cast(text or "")
+        value = cast(text)
     except ValueError:
         raise ConfigError(name, f"{text!r} is not {accepts}") from None
     if value < minimum:  # type: ignore[operator]
@@ -237,49 +225,49 @@ def _parse_addr(name: str, value: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def _redis_url(raw: Callable[[str], str | None]) -> str:
-    url = raw("REDIS_URL")
+def _redis_url(env: _Env) -> str:
+    url = env.given("REDIS_URL")
     if url is not None:
         return check_redis_url("REDIS_URL", url)
     return redis_url_from_parts(
-        "REDIS", raw("REDIS_ADDR") or "127.0.0.1:6379", raw("REDIS_PASSWORD"), raw("REDIS_DB")
+        "REDIS", env.value("REDIS_ADDR"), env.given("REDIS_PASSWORD"), env.value("REDIS_DB")
     )
 
 
-def _redis_deployment(raw: Callable[[str], str | None], broker: str) -> RedisDeployment:
-    cluster = _flag("REDIS_CLUSTER", raw("REDIS_CLUSTER") or "0")
-    pubsub = raw("REDIS_CLUSTER_PUBSUB")
-    sentinels_text = raw("REDIS_SENTINELS")
-    master = raw("REDIS_SENTINEL_MASTER")
-    sentinel_password = raw("REDIS_SENTINEL_PASSWORD")
+def _redis_deployment(env: _Env, broker: str) -> RedisDeployment:
+    cluster = _flag("REDIS_CLUSTER", env.value("REDIS_CLUSTER"))
+    sentinels_text = env.given("REDIS_SENTINELS")
+    master = env.given("REDIS_SENTINEL_MASTER")
+    sentinel_password = env.given("REDIS_SENTINEL_PASSWORD")
     if broker == "redis" and (cluster or sentinels_text):
         # One deployment carries presence and broadcasts; a second Redis address for the
         # broker would be a standalone server beside the HA one, which is never what is meant.
         for name in ("BROADCAST_MQ_ADDR", "BROADCAST_MQ_PASSWORD", "BROADCAST_MQ_DB"):
-            if raw(name) is not None:
+            if env.given(name) is not None:
                 mode = "REDIS_CLUSTER" if cluster else "REDIS_SENTINELS"
                 raise ConfigError(
                     name, f"the redis broker uses the {mode} deployment; unset {name}"
                 )
-    if pubsub is not None and not cluster:
+    if env.given("REDIS_CLUSTER_PUBSUB") is not None and not cluster:
         raise ConfigError("REDIS_CLUSTER_PUBSUB", "only applies with REDIS_CLUSTER=1")
-    cluster_pubsub = _choice("REDIS_CLUSTER_PUBSUB", (pubsub or "sharded").lower(), PUBSUB_MODES)
+    pubsub = env.value("REDIS_CLUSTER_PUBSUB").lower()
+    _choice("REDIS_CLUSTER_PUBSUB", pubsub, PUBSUB_MODES)
     if sentinels_text is None:
         for name, value in (("REDIS_SENTINEL_MASTER", master), ("REDIS_SENTINEL_PASSWORD",
                             sentinel_password)):  # fmt: skip
             if value is not None:
                 raise ConfigError(name, "needs REDIS_SENTINELS (the sentinels' host:port list)")
-        url = _redis_url(raw)
+        url = _redis_url(env)
         if cluster and urlsplit(url).path.strip("/") not in ("", "0"):
-            name = "REDIS_URL" if raw("REDIS_URL") is not None else "REDIS_DB"
+            name = "REDIS_URL" if env.given("REDIS_URL") is not None else "REDIS_DB"
             raise ConfigError(name, "Redis Cluster has only database 0")
-        return RedisDeployment(url, cluster=cluster, cluster_pubsub=cluster_pubsub)
+        return RedisDeployment(url, cluster=cluster, cluster_pubsub=pubsub)
     if cluster:
         raise ConfigError("REDIS_CLUSTER", "cannot be combined with REDIS_SENTINELS")
     if master is None:
         raise ConfigError("REDIS_SENTINEL_MASTER", "is required with REDIS_SENTINELS")
     for name in ("REDIS_URL", "REDIS_ADDR"):
-        if raw(name) not in (None, _DEFAULTS.get(name)):
+        if env.given(name) not in (None, _DEFAULTS[name]):
             raise ConfigError(
                 name, "with REDIS_SENTINELS the master's address comes from the sentinels"
             )
@@ -291,7 +279,9 @@ def _redis_deployment(raw: Callable[[str], str | None], broker: str) -> RedisDep
     if not sentinels:
         raise ConfigError("REDIS_SENTINELS", f"{sentinels_text!r} names no host:port")
     # Keeps the master's password and database; the host is a placeholder never dialled.
-    url = redis_url_from_parts("REDIS", "127.0.0.1:6379", raw("REDIS_PASSWORD"), raw("REDIS_DB"))
+    url = redis_url_from_parts(
+        "REDIS", "127.0.0.1:6379", env.given("REDIS_PASSWORD"), env.value("REDIS_DB")
+    )
     return RedisDeployment(url, sentinels, master, sentinel_password)
 
 
@@ -339,7 +329,7 @@ def describe(settings: Settings) -> str:
     """The first log line: where the gateway listens and on which backends it runs."""
     text = f"broker={settings.broker} presence={settings.presence_store}"
     if "redis" in (settings.broker, settings.presence_store):
-        text += f" redis={settings.redis_display}"
+        text += f" redis={settings.redis.display}"
     if settings.broker == "memory" and settings.presence_store == "memory":
         text += " (embedded: in-process backends, one instance, no Redis needed)"
     return text

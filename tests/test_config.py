@@ -4,14 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from realtime.config import load_settings
+from realtime.config import OPTIONS, Option, load_settings
 from realtime.errors import ConfigError
 
 
 def test_seed_defaults() -> None:
     settings = load_settings({}, env_file=None)
     assert (settings.host, settings.port) == ("0.0.0.0", 8080)
-    assert settings.redis_url == "redis://127.0.0.1:6379/0"
+    assert settings.redis.url == "redis://127.0.0.1:6379/0"
     assert settings.presence_ttl == 60
     assert settings.broker == "redis"
     assert settings.presence_store == "redis"
@@ -24,15 +24,15 @@ def test_redis_parts_build_a_url() -> None:
     settings = load_settings(
         {"REDIS_ADDR": "10.1.2.3:6380", "REDIS_PASSWORD": "p@ss:w", "REDIS_DB": "3"}, env_file=None
     )
-    assert settings.redis_url == "redis://:p%40ss%3Aw@10.1.2.3:6380/3"
-    assert "p@ss" not in settings.redis_display
+    assert settings.redis.url == "redis://:p%40ss%3Aw@10.1.2.3:6380/3"
+    assert "p@ss" not in settings.redis.display
 
 
 def test_redis_url_wins_over_parts() -> None:
     settings = load_settings(
         {"REDIS_URL": "rediss://cache:6390/2", "REDIS_ADDR": "ignored:1"}, env_file=None
     )
-    assert settings.redis_url == "rediss://cache:6390/2"
+    assert settings.redis.url == "rediss://cache:6390/2"
 
 
 def test_server_addr_with_host() -> None:
@@ -83,3 +83,19 @@ def test_cors_origins_are_split() -> None:
 def test_ping_zero_disables_heartbeat() -> None:
     settings = load_settings({"WS_PING_INTERVAL_SECONDS": "0"}, env_file=None)
     assert settings.ws_ping_interval is None
+
+
+# REDIS_CLUSTER_PUBSUB is refused without REDIS_CLUSTER=1, even at its default.
+NEEDS = {"REDIS_CLUSTER_PUBSUB": {"REDIS_CLUSTER": "1"}}
+
+
+@pytest.mark.parametrize(
+    "option", [o for o in OPTIONS if o.default is not None], ids=lambda o: o.name
+)
+def test_an_unset_option_reads_as_its_documented_default(option: Option) -> None:
+    # OPTIONS is the one place defaults are written: setting a variable to the default it
+    # documents changes nothing.
+    base = NEEDS.get(option.name, {})
+    unset = load_settings(base, env_file=None)
+    explicit = load_settings({**base, option.name: option.default or ""}, env_file=None)
+    assert explicit.__dict__ | {"env": {}} == unset.__dict__ | {"env": {}}

@@ -70,7 +70,7 @@ def test_sentinel_settings() -> None:
     assert deployment.sentinel_master == "main"
     assert deployment.sentinel_password == "sp"
     assert deployment.url.endswith("/2") and ":mp@" in deployment.url
-    assert "sp" not in repr(s) and "mp" not in s.redis_display
+    assert "sp" not in repr(s) and "mp" not in s.redis.display
 
 
 def test_cluster_settings() -> None:

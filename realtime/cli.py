@@ -1,13 +1,14 @@
-"""``realtime serve`` / ``python -m realtime``: read the settings, then run uvicorn."""
+"""``realtime serve`` / ``python -m realtime``: read the settings, then run uvicorn.
+
+The benchmarks are not a command of the installed package: they run from a source checkout
+with ``python -m bench`` or ``make bench``."""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
@@ -50,11 +51,6 @@ def parser() -> argparse.ArgumentParser:
         description="Run the realtime-mq gateway.",
         epilog=_settings_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    commands.add_parser(
-        "bench",
-        help="run the benchmarks (from a source checkout; see bench/README.md)",
-        add_help=False,
     )
     serve.add_argument(
         "--workers",
@@ -119,26 +115,7 @@ def server_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def bench(argv: Sequence[str]) -> None:
-    """``realtime bench ...`` is ``python -m bench ...`` of the checkout it runs from."""
-    if Path("bench", "run.py").is_file() and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        from bench.run import main as bench_main  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        print(
-            "realtime bench runs from a source checkout of realtime-mq: cd into it and run "
-            "`make bench` or `realtime bench --help`",
-            file=sys.stderr,
-        )
-        raise SystemExit(2) from None
-    raise SystemExit(bench_main(list(argv)))
-
-
 def main(argv: Sequence[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["bench"]:
-        bench(argv[1:])
-    args = parser().parse_args(argv)
+    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
     settings = settings_or_exit()
     serve(settings, workers=getattr(args, "workers", 1))

@@ -75,3 +75,15 @@ async def test_first_log_line_names_the_backends(tmp_path: Path) -> None:
         first = gw.log().splitlines()[0]
     assert "broker=memory presence=memory" in first
     assert "embedded" in first
+
+
+def test_the_installed_command_runs_no_code_from_the_working_directory(tmp_path: Path) -> None:
+    # `realtime bench` used to import bench/ from the cwd: a directory with its own bench/run.py
+    # could run anything. The benchmarks are `python -m bench` in a checkout now.
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "__init__.py").write_text("")
+    (tmp_path / "bench" / "run.py").write_text("def main(argv):\n    print('RAN')\n    return 0\n")
+    result = run_cli("bench", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "RAN" not in result.stdout
+    assert "invalid choice: 'bench'" in result.stderr

@@ -9,7 +9,6 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import cast
 
-import msgspec
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -32,18 +31,9 @@ from realtime.presence.base import PresenceStore
 from realtime.presence.memory import MemoryPresence
 from realtime.presence.redis import RedisPresence
 from realtime.server.websocket import WebSocketEndpoint
-from realtime.wire.messages import MAX_CHANNEL_LENGTH, NULL
+from realtime.wire.messages import decode_event
 
 log = logging.getLogger("realtime")
-
-
-class EventBody(msgspec.Struct, forbid_unknown_fields=False):
-    channel: str
-    event: str = "message"
-    payload: msgspec.Raw = NULL
-
-
-_event_decoder = msgspec.json.Decoder(EventBody)
 
 
 def build_node(settings: Settings) -> Node:
@@ -107,15 +97,10 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
             await node.close()
 
     async def post_event(request: Request) -> Response:
-        body = await request.body()
         try:
-            event = _event_decoder.decode(body)
-        except msgspec.ValidationError as exc:
-            return error(400, f"invalid event: {exc}")
-        except msgspec.DecodeError:
-            return error(400, "body is not valid JSON")
-        if not event.channel or len(event.channel) > MAX_CHANNEL_LENGTH:
-            return error(400, f"channel must be 1 to {MAX_CHANNEL_LENGTH} characters")
+            event = decode_event(await request.body())
+        except FrameError as exc:
+            return error(400, exc.message)
         try:
             await node.publish(event.channel, event.event, event.payload)
         except FrameError as exc:

@@ -1,4 +1,5 @@
-"""Every wire message as a msgspec Struct; the only module that encodes and decodes JSON.
+"""Every wire message as a msgspec Struct: client frames, the HTTP API's event body, server
+frames and the bus message, with the encoders and decoders built once.
 
 Client frames are a tagged union on ``type``. Server frames and the bus message keep the seed's
 field names. New fields always get defaults so that old peers keep decoding.
@@ -97,6 +98,31 @@ CLIENT_TYPES = ", ".join(
     str(cls.__struct_config__.tag)
     for cls in (Subscribe, Unsubscribe, Broadcast, PresenceJoin, PresenceUpdate, PresenceLeave)
 )
+
+
+# --- backend -> gateway (POST /api/event) -------------------------------------------------------
+
+
+class EventBody(msgspec.Struct, forbid_unknown_fields=False):
+    channel: str
+    event: str = "message"
+    payload: msgspec.Raw = NULL
+
+
+_event_decoder = msgspec.json.Decoder(EventBody)
+
+
+def decode_event(body: bytes) -> EventBody:
+    """Decode the HTTP API's event body, or raise :class:`FrameError` saying what is wrong."""
+    try:
+        event = _event_decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise FrameError("invalid_event", f"invalid event: {exc}") from None
+    except msgspec.DecodeError:
+        raise FrameError("invalid_json", "body is not valid JSON") from None
+    if not event.channel or len(event.channel) > MAX_CHANNEL_LENGTH:
+        raise FrameError("invalid_event", f"channel must be 1 to {MAX_CHANNEL_LENGTH} characters")
+    return event
 
 
 # --- gateway -> client -------------------------------------------------------------------------

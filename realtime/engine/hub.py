@@ -77,6 +77,11 @@ class KeyLocks:
     def __len__(self) -> int:
         return len(self._locks)
 
+    def users(self, key: Hashable) -> int:
+        """How many tasks hold or await ``key``'s lock."""
+        entry = self._locks.get(key)
+        return entry[1] if entry is not None else 0
+
     @contextlib.asynccontextmanager
     async def hold(self, key: Hashable) -> AsyncIterator[None]:
         lock, users = self._locks.get(key) or (asyncio.Lock(), 0)

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import msgspec
@@ -52,6 +54,19 @@ class PeerState:
     joined: dict[str, Member] = field(default_factory=dict)
 
 
+@contextlib.contextmanager
+def refusing(channel: str) -> Iterator[None]:
+    """Turn a presence store's errors into the error frame the client sees."""
+    try:
+        yield
+    except PresenceFull as exc:
+        raise FrameError("presence_full", str(exc), channel) from exc
+    except PresenceError as exc:
+        raise FrameError("presence_unavailable", str(exc), channel) from exc
+    except BrokerError as exc:
+        raise FrameError("publish_failed", str(exc), channel) from exc
+
+
 class Node:
     def __init__(
         self,
@@ -71,30 +86,29 @@ class Node:
         self._peers: dict[Peer, PeerState] = {}
         self._instance = uuid.uuid4().hex[:12]
         self._conns = 0
-        self._views = PresenceViews(store.sync, self._watchers, self._reassert, diff_window)
+        watchers = functools.partial(self.hub.local, PRESENCE)
+        self._views = PresenceViews(store.sync, watchers, self._reassert, diff_window)
         self._upkeep = Upkeep(store, presence_ttl, self._entries, self._served, self._views.check)
         self.reap_interval = self._upkeep.reap_interval
 
     # --- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        started: set[int] = set()
-        for broker in self.brokers.values():
-            if id(broker) not in started:
-                started.add(id(broker))
-                await broker.start(self.deliver)
+        for broker in self._distinct_brokers():
+            await broker.start(self.deliver)
         await self.store.start(self._publish_presence)
         self._upkeep.start()
 
     async def close(self) -> None:
         await self._upkeep.close()
         await self._views.close()
-        closed: set[int] = set()
-        for broker in self.brokers.values():
-            if id(broker) not in closed:
-                closed.add(id(broker))
-                await broker.close()
+        for broker in self._distinct_brokers():
+            await broker.close()
         await self.store.close()
+
+    def _distinct_brokers(self) -> list[Broker]:
+        # One broker may carry both kinds: start and close it once.
+        return list({id(broker): broker for broker in self.brokers.values()}.values())
 
     @property
     def connections(self) -> int:
@@ -226,26 +240,16 @@ class Node:
                 channel,
             )
         member = Member(peer.user_id, meta, int(time.time()))
-        try:
+        with refusing(channel):
             await self.store.join(channel, state.conn, member)
-        except PresenceFull as exc:
-            raise FrameError("presence_full", str(exc), channel) from exc
-        except PresenceError as exc:
-            raise FrameError("presence_unavailable", str(exc), channel) from exc
-        except BrokerError as exc:
-            raise FrameError("publish_failed", str(exc), channel) from exc
         state.joined[channel] = member
 
     async def _leave(self, peer: Peer, state: PeerState, channel: str) -> None:
         if state.joined.pop(channel, None) is None:
             return
-        try:
+        # On PresenceError the entry expires by itself and the reaper announces the leave then.
+        with refusing(channel):
             await self.store.leave(channel, state.conn, peer.user_id)
-        except PresenceError as exc:
-            # The entry expires by itself and the reaper announces the leave then.
-            raise FrameError("presence_unavailable", str(exc), channel) from exc
-        except BrokerError as exc:
-            raise FrameError("publish_failed", str(exc), channel) from exc
 
     async def _publish_presence(self, channel: str, data: bytes) -> None:
         # For stores that do not publish by themselves (memory).
@@ -264,9 +268,6 @@ class Node:
     def _served(self) -> set[str]:
         joined = {channel for state in self._peers.values() for channel in state.joined}
         return joined | self._views.channels()
-
-    def _watchers(self, channel: str) -> set[Peer]:
-        return self.hub.local(PRESENCE, channel)
 
     def _reassert(self, channel: str) -> None:
         self._upkeep.reassert(channel)

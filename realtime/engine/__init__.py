@@ -1,1 +1,2 @@
-"""The core: local subscriptions, publish and deliver, and per-subscriber presence order."""
+"""The core: local subscriptions (hub), publish and deliver (node), each subscriber's presence
+order (presence), and the presence refresh / reap / re-assert loops (upkeep)."""

@@ -7,8 +7,8 @@ on its last (broadcaster's ``_base.py``), so an instance only receives the chann
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
-from collections.abc import Mapping
+import contextlib
+from collections.abc import AsyncIterator, Hashable, Mapping
 from typing import Protocol
 
 from realtime.brokers.base import Broker
@@ -31,7 +31,7 @@ class Hub:
         self._subs: dict[Kind, dict[str, set[Peer]]] = {kind: {} for kind in KINDS}
         # Serialises upstream changes per (kind, channel), so a subscribe racing an unsubscribe
         # of the same channel never leaves the broker out of step with the local set.
-        self._locks: defaultdict[tuple[Kind, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._locks = KeyLocks()
 
     def local(self, kind: Kind, channel: str) -> set[Peer]:
         return self._subs[kind].get(channel) or set()
@@ -45,15 +45,13 @@ class Hub:
         if peers:
             peers.add(peer)
             return
-        key = (kind, channel)
-        async with self._locks[key]:
+        async with self._locks.hold((kind, channel)):
             peers = subs.get(channel)
             if peers is None:
                 # Raises BrokerError before the peer is registered: the caller reports it.
                 await self._brokers[kind].subscribe(kind, channel)
                 peers = subs[channel] = set()
             peers.add(peer)
-        self._forget_lock(key)
 
     async def remove(self, peer: Peer, kind: Kind, channel: str) -> None:
         subs = self._subs[kind]
@@ -63,14 +61,37 @@ class Hub:
         peers.discard(peer)
         if peers:
             return
-        key = (kind, channel)
-        async with self._locks[key]:
+        async with self._locks.hold((kind, channel)):
             if subs.get(channel) == set():
                 del subs[channel]
                 await self._brokers[kind].unsubscribe(kind, channel)
-        self._forget_lock(key)
 
-    def _forget_lock(self, key: tuple[Kind, str]) -> None:
-        lock = self._locks.get(key)
-        if lock is not None and not lock.locked() and not lock._waiters:
-            del self._locks[key]
+
+class KeyLocks:
+    """One lock per key, kept only while some task holds or awaits it."""
+
+    def __init__(self) -> None:
+        # key -> (its lock, how many tasks hold or wait for it)
+        self._locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+    def users(self, key: Hashable) -> int:
+        """How many tasks hold or await ``key``'s lock."""
+        entry = self._locks.get(key)
+        return entry[1] if entry is not None else 0
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: Hashable) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)

@@ -11,7 +11,7 @@ import inspect
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar, cast
+from typing import Generic, TypeVar, cast, overload
 
 T = TypeVar("T")
 LOCALHOST = "127.0.0.1"
@@ -73,6 +73,28 @@ def wait_until(
         if done:
             return cast(T, poll.result)
         time.sleep(interval)
+
+
+@overload
+async def wait_until_async(
+    predicate: Callable[[], Awaitable[T]],
+    timeout: float = ...,
+    interval: float = ...,
+    *,
+    ignore: tuple[type[BaseException], ...] = ...,
+    message: str = ...,
+) -> T: ...
+
+
+@overload
+async def wait_until_async(
+    predicate: Callable[[], T],
+    timeout: float = ...,
+    interval: float = ...,
+    *,
+    ignore: tuple[type[BaseException], ...] = ...,
+    message: str = ...,
+) -> T: ...
 
 
 async def wait_until_async(

@@ -158,7 +158,7 @@ class PresenceSync(msgspec.Struct, tag_field="type", tag="presence_sync", omit_d
     channel: str
     users: list[Member]
     # Extensions: the channel's version this listing is exact at; a chunked sync (asked for
-    # with ``presence_chunk``) numbers its frames ``chunk`` 0..``chunks``-1, all of one version.
+    # with ``presence_chunk``) numbers its frames ``chunk`` 1..``chunks``, all of one version.
     version: int
     chunk: int = 0
     chunks: int = 0

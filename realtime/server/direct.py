@@ -284,10 +284,12 @@ def offline_protocol(
 
 
 def missing_support(
-    protocol_class: type[WebSocketsSansIOProtocol] = WebSocketsSansIOProtocol,
+    protocol_class: type[WebSocketsSansIOProtocol] | None = None,
 ) -> tuple[str, ...]:
-    """What the direct path needs and ``protocol_class`` (uvicorn's sans-I/O protocol by
-    default) lacks; empty when the direct path can run on it."""
+    """What the direct path needs and ``protocol_class`` (by default the installed uvicorn's
+    sans-I/O protocol, which ours subclasses) lacks; empty when the direct path can run."""
+    if protocol_class is None:
+        protocol_class = WebSocketsSansIOProtocol
     missing = [
         name
         for name in METHODS
@@ -309,11 +311,11 @@ def missing_support(
     return tuple(missing)
 
 
-def choose_protocol(
-    protocol_class: type[WebSocketsSansIOProtocol] = WebSocketsSansIOProtocol,
-) -> str:
+def choose_protocol(protocol_class: type[WebSocketsSansIOProtocol] | None = None) -> str:
     """uvicorn's ``ws`` option: the direct path when the installed uvicorn supports it, else
     uvicorn's stock sans-I/O protocol, with one warning line saying why."""
+    if protocol_class is None:
+        protocol_class = WebSocketsSansIOProtocol
     missing = missing_support(protocol_class)
     if not missing:
         return DIRECT_PROTOCOL

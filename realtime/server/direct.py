@@ -38,6 +38,7 @@ EXTENSION = "realtime.direct"
 DIRECT_PROTOCOL = "realtime.server.direct:DirectWebSocketProtocol"
 STOCK_PROTOCOL = "websockets-sansio"
 
+# Close code for a client that stopped reading, on both write paths; in docs/protocol.md.
 CLOSE_SLOW_CONSUMER = 4008
 
 # What this module reads or replaces on an instance (set in uvicorn's ``__init__``) and the

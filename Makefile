@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install services run test test-unit test-integration lint typecheck bench dist clean
+.PHONY: install services run test test-unit test-integration test-uvicorn-floor lint typecheck bench dist clean
 
 install: $(STAMP)
 
@@ -37,6 +37,30 @@ test-unit: install
 test-integration: install services
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
+# The direct write path (realtime/server/direct.py) uses uvicorn's internals, so its tests also
+# run on the lowest uvicorn pyproject.toml allows, read from there. A second small venv sees
+# the project's install through a .pth and holds only that uvicorn, which comes first on its
+# path.
+VENV_FLOOR ?= .venv-floor
+UVICORN_FLOOR := $(shell sed -n 's/^ *"uvicorn>=\([0-9.]*\),.*/\1/p' pyproject.toml)
+FLOOR_STAMP := $(VENV_FLOOR)/.installed-$(UVICORN_FLOOR)
+DIRECT_PATH_TESTS := tests/server tests/presence/test_embedded.py
+PURELIB := import sysconfig; print(sysconfig.get_paths()["purelib"])
+
+$(FLOOR_STAMP): $(STAMP)
+	rm -rf $(VENV_FLOOR)
+	$(PYTHON) -m venv $(VENV_FLOOR)
+	echo "import site; site.addsitedir('$$($(PY) -c '$(PURELIB)')')" \
+		> "$$($(VENV_FLOOR)/bin/python -c '$(PURELIB)')/realtime-project.pth"
+	$(VENV_FLOOR)/bin/python -m pip install -q --no-deps 'uvicorn==$(UVICORN_FLOOR)'
+	touch $@
+
+test-uvicorn-floor: $(FLOOR_STAMP) services
+	$(VENV_FLOOR)/bin/python -c 'import sys, uvicorn; \
+		sys.exit(None if uvicorn.__version__ == "$(UVICORN_FLOOR)" else \
+		f"uvicorn {uvicorn.__version__} is not the floor $(UVICORN_FLOOR)")'
+	$(VENV_FLOOR)/bin/python -m pytest $(DIRECT_PATH_TESTS) $(PYTEST_ARGS)
+
 # Wheels of the core and every plugin in dist/, so that the extras resolve from the repo:
 #   make dist && pip install --find-links dist 'realtime-mq[kafka,rabbitmq]'
 dist: install
@@ -54,4 +78,4 @@ typecheck: install
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV_FLOOR) dist .pytest_cache .mypy_cache .ruff_cache

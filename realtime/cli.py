@@ -101,9 +101,14 @@ def serve(settings: Settings, workers: int = 1) -> None:
 
 
 def server_options(settings: Settings) -> dict[str, Any]:
-    """uvicorn's options for our protocol settings; tests start servers with the same."""
+    """uvicorn's options for our protocol settings; tests start servers with the same. The
+    WebSocket protocol is the direct path's when the installed uvicorn supports it (checked
+    here, at start-up), else uvicorn's own, with one warning line."""
+    # Imported here: the rest of the CLI never needs uvicorn's internals.
+    from realtime.server.direct import choose_protocol
+
     return {
-        "ws": "realtime.server.direct:DirectWebSocketProtocol",
+        "ws": choose_protocol(),
         "ws_max_size": settings.ws_max_frame_bytes,
         "ws_ping_interval": settings.ws_ping_interval,
         "ws_ping_timeout": settings.ws_ping_timeout,

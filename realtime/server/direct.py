@@ -1,32 +1,71 @@
-"""uvicorn's sans-I/O WebSocket protocol, made lean for many long-lived connections.
+"""The direct write path: uvicorn's sans-I/O WebSocket protocol, made lean for many long-lived
+connections. This is the only module that touches uvicorn's internals.
 
 Reading, the handshake, pings and closing stay uvicorn's. What we change:
 
-- the protocol puts itself into the ASGI scope (extension ``realtime.direct``) so the gateway
-  writes frames, framed once per broadcast, straight to the transport: no ASGI send, no task
-  switch, no per-subscriber encode; and it tells the gateway when a paused transport drains;
+- the protocol puts itself into the ASGI scope (extension ``realtime.direct``) so the endpoint
+  writes frames, framed once per broadcast, straight to the transport (:class:`DirectConnection`):
+  no ASGI send, no task switch, no per-subscriber encode; and it tells the connection when a
+  paused transport drains;
 - the per-connection ``asyncio.Queue`` and ``asyncio.Event`` become small slotted stand-ins, and
-  the handshake's request and response are dropped once the connection is open: an idle
+  the handshake's request, response and scope are dropped once the connection is open: an idle
   connection is mostly these objects, and there are thousands of them.
+
+That leans on attributes uvicorn does not promise, so :func:`missing_support` checks at start-up
+that the installed uvicorn has them and :func:`choose_protocol` falls back to uvicorn's stock
+protocol (the plain ASGI path) when it does not.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, Protocol
 
+import uvicorn
+from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
 from websockets.http11 import Request
 
+from realtime.wire.frames import Outgoing
+
+log = logging.getLogger("realtime.server.direct")
+
 EXTENSION = "realtime.direct"
+# uvicorn's ``ws`` option: our class, or uvicorn's own sans-I/O protocol, which serves the plain
+# ASGI path and works on any uvicorn that has it.
+DIRECT_PROTOCOL = "realtime.server.direct:DirectWebSocketProtocol"
+STOCK_PROTOCOL = "websockets-sansio"
+
+# Close code for a client that stopped reading, on both write paths; in docs/protocol.md.
+CLOSE_SLOW_CONSUMER = 4008
+
+# What this module reads or replaces on an instance (set in uvicorn's ``__init__``) and the
+# methods it overrides or calls. pause_writing and resume_writing must be uvicorn's own:
+# asyncio.BaseProtocol has no-op ones, and with those backpressure never engages.
+INSTANCE_ATTRIBUTES = (
+    "queue",
+    "writable",
+    "close_sent",
+    "close_timeout",
+    "close_timer",
+    "read_paused",
+    "conn",
+    "transport",
+    "loop",
+)
+METHODS = ("pause_writing", "resume_writing", "handle_connect", "receive", "send")
+CONN_METHODS = ("send_close", "data_to_send")
 
 
 class Drainable(Protocol):
     def flush(self) -> None: ...
 
 
-class Inbox:
-    """What uvicorn's protocol uses of an asyncio.Queue: put_nowait, get, empty."""
+class ReceiveQueue:
+    """What uvicorn's protocol uses of its asyncio.Queue of ASGI receive events: put_nowait,
+    get, empty."""
 
     __slots__ = ("_items", "_waiter")
 
@@ -86,13 +125,13 @@ class Flag:
 
 
 class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
-    """Set as uvicorn's ``ws`` protocol class by ``realtime serve``."""
+    """uvicorn's ``ws`` protocol class when :func:`choose_protocol` picks the direct path."""
 
     peer: Drainable | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.queue = Inbox()  # type: ignore[assignment]
+        self.queue = ReceiveQueue()  # type: ignore[assignment]
         self.writable = Flag()  # type: ignore[assignment]
 
     def handle_connect(self, event: Request) -> None:
@@ -123,6 +162,8 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
         the peer does not read it within the close timeout (a slow consumer may never)."""
         if self.close_sent or self.transport.is_closing():
             return
+        # uvicorn's own branch for an app's `websocket.close`, but without awaiting `writable`
+        # (a slow consumer's transport stays paused) and aborting rather than closing on timeout.
         self.conn.send_close(code, reason)
         self.transport.write(b"".join(self.conn.data_to_send()))
         self.close_sent = True
@@ -131,3 +172,158 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
             self.read_paused = False
             self.transport.resume_reading()
         self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
+
+
+class Flusher:
+    """Writes out every connection that queued frames during one event-loop iteration, from a
+    single callback: a broadcast to N subscribers schedules one callback, not N."""
+
+    __slots__ = ("_dirty", "_loop", "_scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._dirty: list[DirectConnection] = []
+        self._scheduled = False
+
+    def add(self, connection: DirectConnection) -> None:
+        self._dirty.append(connection)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        self._scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for connection in dirty:
+            connection.flush()
+
+
+class DirectConnection:
+    """A peer on our own protocol class: frames go straight to the transport.
+
+    Frames queued in one event-loop iteration are coalesced into one write. While the
+    transport is paused (the client reads slower than we send) they wait here, at most
+    ``limit`` of them; one more and the client is closed as a slow consumer (4008).
+    """
+
+    __slots__ = ("_flusher", "_pending", "_protocol", "_transport", "limit", "slow", "user_id")
+
+    def __init__(
+        self, protocol: DirectWebSocketProtocol, flusher: Flusher, user_id: str, limit: int
+    ) -> None:
+        self._protocol = protocol
+        self._transport = protocol.transport
+        self._flusher = flusher
+        self._pending: list[bytes] = []
+        self.user_id = user_id
+        self.limit = limit
+        self.slow = False
+        protocol.peer = self
+
+    def send(self, frame: Outgoing) -> None:
+        pending = self._pending
+        if self.slow:
+            return
+        if len(pending) >= self.limit:
+            self.slow = True
+            pending.clear()
+            self._protocol.fail_connection(CLOSE_SLOW_CONSUMER, "slow consumer")
+            return
+        pending.append(frame.wire)
+        if len(pending) == 1:
+            self._flusher.add(self)
+
+    def flush(self) -> None:
+        pending = self._pending
+        if not pending or not self._protocol.writable.is_set():
+            return  # resume_writing() calls flush again
+        if self._protocol.close_sent or self._transport.is_closing():
+            pending.clear()
+            return
+        self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+        pending.clear()
+
+    def detach(self) -> None:
+        self._protocol.peer = None
+        self._pending.clear()
+
+
+class DirectPath:
+    """Turns an accepted connection served by :class:`DirectWebSocketProtocol` into a
+    :class:`DirectConnection`; one per endpoint, sharing one :class:`Flusher`."""
+
+    def __init__(self) -> None:
+        self._flusher: Flusher | None = None
+
+    def connect(self, scope: Scope, user_id: str, limit: int) -> DirectConnection | None:
+        """The connection's direct peer, or None when another protocol serves it (then the
+        scope is left as it is)."""
+        extensions: dict[str, Any] = scope.get("extensions") or {}
+        protocol = extensions.get(EXTENSION)
+        if not isinstance(protocol, DirectWebSocketProtocol):
+            return None
+        # Nothing reads the handshake any more: let it go for the connection's lifetime.
+        scope.clear()
+        protocol.forget_handshake()
+        if self._flusher is None:
+            self._flusher = Flusher(protocol.loop)
+        return DirectConnection(protocol, self._flusher, user_id, limit)
+
+
+async def _no_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """The app of the offline protocol instance: never called."""
+
+
+def offline_protocol(
+    protocol_class: type[WebSocketsSansIOProtocol], loop: asyncio.AbstractEventLoop
+) -> WebSocketsSansIOProtocol:
+    """An instance of ``protocol_class`` built as uvicorn builds one, with no connection yet:
+    its ``__init__`` is where uvicorn sets the attributes the direct path relies on."""
+    config = uvicorn.Config(_no_app, lifespan="off", log_config=None, ws=STOCK_PROTOCOL)
+    config.load()
+    return protocol_class(config, ServerState(), {}, _loop=loop)
+
+
+def missing_support(
+    protocol_class: type[WebSocketsSansIOProtocol] | None = None,
+) -> tuple[str, ...]:
+    """What the direct path needs and ``protocol_class`` (by default the installed uvicorn's
+    sans-I/O protocol, which ours subclasses) lacks; empty when the direct path can run."""
+    if protocol_class is None:
+        protocol_class = WebSocketsSansIOProtocol
+    missing = [
+        name
+        for name in METHODS
+        if getattr(protocol_class, name, None) in (None, getattr(asyncio.BaseProtocol, name, None))
+    ]
+    loop = asyncio.new_event_loop()
+    try:
+        instance = offline_protocol(protocol_class, loop)
+    except Exception as exc:  # a constructor unlike the one we know: nothing can be checked
+        return (*missing, f"__init__(config, server_state, app_state, _loop) ({exc!r})")
+    finally:
+        loop.close()
+    missing += [name for name in INSTANCE_ATTRIBUTES if not hasattr(instance, name)]
+    conn = getattr(instance, "conn", None)
+    if conn is not None:
+        missing += [
+            f"conn.{name}" for name in CONN_METHODS if not callable(getattr(conn, name, None))
+        ]
+    return tuple(missing)
+
+
+def choose_protocol(protocol_class: type[WebSocketsSansIOProtocol] | None = None) -> str:
+    """uvicorn's ``ws`` option: the direct path when the installed uvicorn supports it, else
+    uvicorn's stock sans-I/O protocol, with one warning line saying why."""
+    if protocol_class is None:
+        protocol_class = WebSocketsSansIOProtocol
+    missing = missing_support(protocol_class)
+    if not missing:
+        return DIRECT_PROTOCOL
+    log.warning(
+        "uvicorn %s lacks %s in %s: WebSockets use the plain ASGI path (slower; upgrade uvicorn)",
+        uvicorn.__version__,
+        ", ".join(missing),
+        protocol_class.__name__,
+    )
+    return STOCK_PROTOCOL

@@ -3,8 +3,8 @@
 ``/ws`` is served at the ASGI level, before Starlette's routing: a connection lives for hours,
 and every coroutine frame and object it keeps costs memory on each of thousands of idle
 sockets. Under our uvicorn protocol class frames go straight to the transport
-(:class:`DirectConnection`); under any other ASGI server a writer task drains a bounded
-queue (:class:`Connection`).
+(``realtime.server.direct``, the one module that knows uvicorn's internals); under any other
+ASGI server a writer task drains a bounded queue (:class:`Connection`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import asyncio
 import functools
 import logging
 from collections import deque
-from typing import Any
 
 from starlette.datastructures import Headers, QueryParams
 from starlette.responses import JSONResponse
@@ -23,92 +22,15 @@ from realtime.auth import identify
 from realtime.config import Settings
 from realtime.engine.node import Node
 from realtime.errors import AuthError, FrameError
-from realtime.server.direct import EXTENSION, DirectWebSocketProtocol
+from realtime.server.direct import CLOSE_SLOW_CONSUMER, DirectConnection, DirectPath
 from realtime.wire.frames import Outgoing
-from realtime.wire.messages import AnyClientMessage as Frame
-from realtime.wire.messages import ack_frame, decode_client, error_frame, refusal
+from realtime.wire.messages import AnyClientMessage, ack_frame, decode_client, error_frame, refusal
 
 log = logging.getLogger("realtime.server.websocket")
 
-# Close codes we send; documented in docs/protocol.md.
-CLOSE_SLOW_CONSUMER = 4008
 SLOW_CLOSE_TIMEOUT = 5.0
 # Pipelined publishes one connection may have unanswered before its reads wait.
 MAX_IN_FLIGHT = 256
-
-
-class Flusher:
-    """Writes out every connection that queued frames during one event-loop iteration, from a
-    single callback: a broadcast to N subscribers schedules one callback, not N."""
-
-    __slots__ = ("_dirty", "_loop", "_scheduled")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._dirty: list[DirectConnection] = []
-        self._scheduled = False
-
-    def add(self, connection: DirectConnection) -> None:
-        self._dirty.append(connection)
-        if not self._scheduled:
-            self._scheduled = True
-            self._loop.call_soon(self._run)
-
-    def _run(self) -> None:
-        self._scheduled = False
-        dirty, self._dirty = self._dirty, []
-        for connection in dirty:
-            connection.flush()
-
-
-class DirectConnection:
-    """A peer on our own protocol class: frames go straight to the transport.
-
-    Frames queued in one event-loop iteration are coalesced into one write. While the
-    transport is paused (the client reads slower than we send) they wait here, at most
-    ``limit`` of them; one more and the client is closed as a slow consumer.
-    """
-
-    __slots__ = ("_flusher", "_pending", "_protocol", "_transport", "limit", "slow", "user_id")
-
-    def __init__(
-        self, protocol: DirectWebSocketProtocol, flusher: Flusher, user_id: str, limit: int
-    ) -> None:
-        self._protocol = protocol
-        self._transport = protocol.transport
-        self._flusher = flusher
-        self._pending: list[bytes] = []
-        self.user_id = user_id
-        self.limit = limit
-        self.slow = False
-        protocol.peer = self
-
-    def send(self, frame: Outgoing) -> None:
-        pending = self._pending
-        if self.slow:
-            return
-        if len(pending) >= self.limit:
-            self.slow = True
-            pending.clear()
-            self._protocol.fail_connection(CLOSE_SLOW_CONSUMER, "slow consumer")
-            return
-        pending.append(frame.wire)
-        if len(pending) == 1:
-            self._flusher.add(self)
-
-    def flush(self) -> None:
-        pending = self._pending
-        if not pending or not self._protocol.writable.is_set():
-            return  # resume_writing() calls flush again
-        if self._protocol.close_sent or self._transport.is_closing():
-            pending.clear()
-            return
-        self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
-        pending.clear()
-
-    def detach(self) -> None:
-        self._protocol.peer = None
-        self._pending.clear()
 
 
 class Connection:
@@ -150,36 +72,36 @@ class Connection:
 
 
 async def read_loop(receive: Receive, peer: DirectConnection | Connection, node: Node) -> None:
-    """Decode and act on each client frame until the client goes; nothing a frame does
+    """Decode and act on each client message until the client goes; nothing a message does
     ends the loop."""
     in_flight: deque[asyncio.Future[None]] = deque()
     while True:
-        message = await receive()
-        if message["type"] != "websocket.receive":
+        event = await receive()
+        if event["type"] != "websocket.receive":
             return
-        data = message.get("text")
+        data = event.get("text")
         if data is None:
-            data = message.get("bytes") or b""
+            data = event.get("bytes") or b""
         try:
-            frame = decode_client(data)
+            message = decode_client(data)
         except FrameError as exc:
             peer.send(refusal(exc))
             continue
         try:
-            pending = await node.handle(peer, frame)
+            pending = await node.handle(peer, message)
         except FrameError as exc:
-            peer.send(refusal(exc, frame.ref))
+            peer.send(refusal(exc, message.ref))
         except Exception:
-            log.exception("frame handling failed", extra={"user_id": peer.user_id})
-            peer.send(error_frame("internal_error", "the gateway failed", None, frame.ref))
+            log.exception("client message handling failed", extra={"user_id": peer.user_id})
+            peer.send(error_frame("internal_error", "the gateway failed", None, message.ref))
         else:
             if pending is None:
-                if frame.ref is not None:
-                    peer.send(ack_frame(frame.ref))
+                if message.ref is not None:
+                    peer.send(ack_frame(message.ref))
                 continue
-            # A pipelined publish: its ack or error comes when the MQ answers. The next frame
+            # A pipelined publish: its ack or error comes when the MQ answers. The next message
             # is read meanwhile, with at most MAX_IN_FLIGHT of them unanswered.
-            pending.add_done_callback(functools.partial(_settled, peer, frame))
+            pending.add_done_callback(functools.partial(_settled, peer, message))
             in_flight.append(pending)
             while in_flight and in_flight[0].done():
                 in_flight.popleft()
@@ -187,15 +109,17 @@ async def read_loop(receive: Receive, peer: DirectConnection | Connection, node:
                 await asyncio.wait({in_flight[0]})
 
 
-def _settled(peer: DirectConnection | Connection, frame: Frame, done: asyncio.Future[None]) -> None:
+def _settled(
+    peer: DirectConnection | Connection, message: AnyClientMessage, done: asyncio.Future[None]
+) -> None:
     if done.cancelled():
         return
     error = done.exception()
-    channel = getattr(frame, "channel", None)
+    channel = getattr(message, "channel", None)
     if error is not None:
-        peer.send(error_frame("publish_failed", str(error), channel, frame.ref))
-    elif frame.ref is not None:
-        peer.send(ack_frame(frame.ref))
+        peer.send(error_frame("publish_failed", str(error), channel, message.ref))
+    elif message.ref is not None:
+        peer.send(ack_frame(message.ref))
 
 
 class WebSocketEndpoint:
@@ -204,7 +128,7 @@ class WebSocketEndpoint:
     def __init__(self, node: Node, settings: Settings) -> None:
         self.node = node
         self.settings = settings
-        self._flusher: Flusher | None = None
+        self._direct = DirectPath()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
@@ -220,13 +144,10 @@ class WebSocketEndpoint:
             await self._deny(scope, receive, send, exc)
             return
         await send({"type": "websocket.accept"})
-        extensions: dict[str, Any] = scope.get("extensions") or {}
-        protocol = extensions.get(EXTENSION)
-        if isinstance(protocol, DirectWebSocketProtocol):
-            # Nothing reads the handshake any more: let it go for the connection's lifetime.
-            scope.clear()
-            protocol.forget_handshake()
-            await self._serve_direct(protocol, receive, user_id)
+        limit = self.settings.ws_send_queue_size
+        direct = self._direct.connect(scope, user_id, limit)
+        if direct is not None:
+            await self._serve_direct(direct, receive)
         else:
             await self._serve_asgi(receive, send, user_id)
 
@@ -237,13 +158,8 @@ class WebSocketEndpoint:
         else:  # the server cannot send an HTTP response to an upgrade: refuse it plainly
             await send({"type": "websocket.close", "code": 1008, "reason": str(exc)[:120]})
 
-    async def _serve_direct(
-        self, protocol: DirectWebSocketProtocol, receive: Receive, user_id: str
-    ) -> None:
+    async def _serve_direct(self, peer: DirectConnection, receive: Receive) -> None:
         # No writer task: sends go straight to the transport; this task is the reader.
-        if self._flusher is None:
-            self._flusher = Flusher(protocol.loop)
-        peer = DirectConnection(protocol, self._flusher, user_id, self.settings.ws_send_queue_size)
         self.node.connect(peer)
         try:
             await read_loop(receive, peer, self.node)
@@ -251,7 +167,7 @@ class WebSocketEndpoint:
             peer.detach()
             await self.node.disconnect(peer)
         if peer.slow:
-            log.warning("closed slow consumer", extra={"user_id": user_id})
+            log.warning("closed slow consumer", extra={"user_id": peer.user_id})
 
     async def _serve_asgi(self, receive: Receive, send: Send, user_id: str) -> None:
         peer = Connection(send, user_id, self.settings.ws_send_queue_size)

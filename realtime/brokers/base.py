@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from realtime.wire.messages import Kind
 
 if TYPE_CHECKING:
-    from realtime.config import Settings
+    from realtime.config import RedisDeployment
 
 Deliver = Callable[[Kind, str, bytes], Awaitable[None]]
 
@@ -57,8 +57,19 @@ class PipelinedBroker(Protocol):
     def publish_later(self, kind: Kind, channel: str, data: bytes) -> asyncio.Future[None]: ...
 
 
-class BrokerFactory(Protocol):
-    """An entry point's target: a class (or callable) building a broker from the settings."""
+@runtime_checkable
+class RedisPubSubBroker(Protocol):
+    """An optional capability: the broker carries Redis Pub/Sub on ``deployment``.
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Broker: ...
+    The presence store keeps its members on a Redis deployment and announces changes on
+    Pub/Sub; when the broker already carries Pub/Sub there, the gateway shares it instead of
+    opening a second subscriber. ``sharded`` says the topics travel on sharded Pub/Sub (a
+    cluster's ``SPUBLISH``), which the store's scripts cannot reach: they then hand their events
+    to the gateway to publish.
+    """
+
+    @property
+    def deployment(self) -> RedisDeployment: ...
+
+    @property
+    def sharded(self) -> bool: ...

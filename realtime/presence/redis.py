@@ -28,9 +28,10 @@ import redis.asyncio as aioredis
 from redis.crc import key_slot
 from redis.exceptions import RedisError
 
+from realtime.brokers.redis.common import topic
 from realtime.errors import PresenceError, PresenceFull
 from realtime.presence.base import ChannelState, Entry, Publish, Snapshot
-from realtime.wire.messages import Member, bus_presence_body, decode_member, encode
+from realtime.wire.messages import PRESENCE, Member, bus_presence_body, decode_member, encode
 
 REFRESH_BATCH = 250  # connection entries per refresh script call
 PIPELINE_BATCH = 200  # script calls per pipeline round trip
@@ -255,7 +256,8 @@ class RedisPresence:
 
     def _head(self, channel: str) -> list[Any]:
         flag = "1" if self._in_script or self._publish is None else "0"
-        return [f"presence.{channel}", self._key_ttl, VERSION_TTL, encode(channel), flag]
+        # The Redis brokers' topic for this channel's presence: the scripts publish on it.
+        return [topic(PRESENCE, channel), self._key_ttl, VERSION_TTL, encode(channel), flag]
 
     async def _call(self, script: Any, channel: str, args: list[Any], what: str) -> Any:
         try:

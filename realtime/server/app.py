@@ -7,9 +7,7 @@ import gc
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from typing import cast
 
-import redis.asyncio as aioredis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -18,60 +16,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from realtime import redisconn
-from realtime.brokers.base import Broker
-from realtime.brokers.memory import MemoryBroker
-from realtime.brokers.redis.classic import RedisBroker
-from realtime.brokers.redis.cluster import RedisClusterBroker
-from realtime.brokers.registry import load_broker
+from realtime.backends import build_node
 from realtime.config import Settings, describe
-from realtime.engine.node import Node
 from realtime.errors import FrameError
-from realtime.presence.base import PresenceStore
-from realtime.presence.memory import MemoryPresence
-from realtime.presence.redis import RedisPresence
 from realtime.server.websocket import WebSocketEndpoint
 from realtime.wire.messages import decode_event
 
 log = logging.getLogger("realtime")
-
-
-def build_node(settings: Settings) -> Node:
-    """Pick the broker, the presence bus and the presence store the settings name."""
-    broker = load_broker(settings.broker, settings)
-    store: PresenceStore
-    presence_bus: Broker
-    if settings.presence_store == "redis":
-        # A cluster client has the same command and pipeline API as the plain one; the store's
-        # keys of one channel share a hash tag, so each of its transactions stays in one slot.
-        client = cast(aioredis.Redis, redisconn.client(settings.redis))
-        # Presence events travel on Redis Pub/Sub as in the seed, whatever carries broadcasts.
-        if isinstance(broker, RedisBroker | RedisClusterBroker) and (
-            broker.deployment == settings.redis
-        ):
-            presence_bus = broker
-        else:
-            presence_bus = RedisBroker.for_deployment(settings.redis)
-        # The store's scripts publish the events themselves (in version order) unless the bus
-        # is sharded Pub/Sub, which a script cannot reach outside its keys' slot.
-        sharded = isinstance(presence_bus, RedisClusterBroker) and presence_bus.sharded
-        store = RedisPresence(
-            client,
-            settings.presence_ttl,
-            settings.presence_max_members,
-            publish_in_script=not sharded,
-        )
-    else:
-        store = MemoryPresence(settings.presence_ttl, settings.presence_max_members)
-        presence_bus = broker if isinstance(broker, MemoryBroker) else MemoryBroker()
-    return Node(
-        broker,
-        presence_bus,
-        store,
-        settings.presence_ttl,
-        max_meta_bytes=settings.presence_max_meta_bytes,
-        diff_window=settings.presence_diff_window_ms / 1000,
-    )
 
 
 def error(status: int, message: str) -> JSONResponse:

@@ -1,6 +1,6 @@
-"""Redis Pub/Sub brokers: classic (standalone or Sentinel) and Cluster."""
+"""Redis Pub/Sub brokers: classic (standalone or Sentinel) and Cluster.
 
-from realtime.brokers.redis.classic import RedisBroker
-from realtime.brokers.redis.cluster import RedisClusterBroker
-
-__all__ = ["RedisBroker", "RedisClusterBroker"]
+``common`` holds what both share; ``factory`` picks one for the settings (the ``redis`` entry
+point). Importing this package imports neither broker, so the presence store can use
+``common.topic`` without the brokers.
+"""

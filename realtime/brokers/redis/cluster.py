@@ -30,15 +30,15 @@ from redis.exceptions import RedisClusterException, RedisError
 from redis.retry import Retry
 
 from realtime import redisconn
-from realtime.brokers.redis.classic import (
+from realtime.brokers.redis.common import (
     BACKOFF_CAP,
     BACKOFF_START,
     Confirmations,
+    Publisher,
     split_topic,
     topic,
 )
 from realtime.config import RedisDeployment
-from realtime.errors import BrokerError
 from realtime.wire.messages import Kind
 
 if TYPE_CHECKING:
@@ -70,6 +70,7 @@ class RedisClusterBroker:
         self._slots: list[tuple[int, int, str]] = []
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._publisher = Publisher(self._send)
 
     @property
     def ready(self) -> bool:
@@ -97,16 +98,30 @@ class RedisClusterBroker:
         self._changed.set()
 
     async def publish(self, kind: Kind, channel: str, data: bytes) -> None:
-        if self._closed:
-            raise BrokerError("redis broker is closed")
-        name = topic(kind, channel)
-        try:
+        await self.publish_later(kind, channel, data)
+
+    def publish_later(self, kind: Kind, channel: str, data: bytes) -> asyncio.Future[None]:
+        return self._publisher.put(topic(kind, channel), data)
+
+    async def _send(self, batch: list[tuple[str, bytes]]) -> None:
+        # redis-py's cluster pipeline (no transaction) routes each SPUBLISH by its channel's
+        # slot, sends one pipeline per node concurrently, in queue order within each node,
+        # and retries a MOVED command on its new owner. A channel's topic lives in one slot, so
+        # its publishes keep their order. Classic PUBLISH goes to one node, which spreads it.
+        if len(batch) == 1:
+            name, data = batch[0]
             if self.sharded:
-                await self._cluster.spublish(name, data)  # routed to the slot's owner
+                await self._cluster.spublish(name, data)
             else:
                 await self._cluster.publish(name, data)
-        except (RedisError, RedisClusterException) as exc:
-            raise BrokerError(f"redis publish failed: {exc}") from exc
+            return
+        async with self._cluster.pipeline(transaction=False) as pipe:
+            for name, data in batch:
+                if self.sharded:
+                    pipe.spublish(name, data)
+                else:
+                    pipe.publish(name, data)
+            await pipe.execute()
 
     async def subscribe(self, kind: Kind, channel: str) -> None:
         name = topic(kind, channel)
@@ -237,6 +252,7 @@ class RedisClusterBroker:
         if self._closed:
             return
         self._closed = True
+        await self._publisher.close()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

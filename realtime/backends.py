@@ -1,0 +1,61 @@
+"""The backends the settings name: the broker, the presence bus and the presence store.
+
+The core asks a broker for optional capabilities (:mod:`realtime.brokers.base`), never for its
+class: a plugin that carries Redis Pub/Sub can share it with presence as ours do.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+import redis.asyncio as aioredis
+
+from realtime import redisconn
+from realtime.brokers.base import Broker, RedisPubSubBroker
+from realtime.brokers.memory import MemoryBroker
+from realtime.brokers.redis.factory import for_deployment
+from realtime.brokers.registry import load_broker
+from realtime.config import Settings
+from realtime.engine.node import Node
+from realtime.presence.base import PresenceStore
+from realtime.presence.memory import MemoryPresence
+from realtime.presence.redis import RedisPresence
+
+
+def build_node(settings: Settings) -> Node:
+    """Pick the broker, the presence bus and the presence store the settings name."""
+    broker = load_broker(settings.broker, settings)
+    store: PresenceStore
+    presence_bus: Broker
+    if settings.presence_store == "redis":
+        # A cluster client has the same command and pipeline API as the plain one; the store's
+        # keys of one channel share a hash tag, so each of its transactions stays in one slot.
+        client = cast(aioredis.Redis, redisconn.client(settings.redis))
+        # Presence events travel on Redis Pub/Sub as in the seed, whatever carries broadcasts.
+        if isinstance(broker, RedisPubSubBroker) and broker.deployment == settings.redis:
+            presence_bus = broker
+            sharded = broker.sharded
+        else:
+            redis_bus = for_deployment(settings.redis)
+            presence_bus, sharded = redis_bus, redis_bus.sharded
+        # The store's scripts publish the events themselves (in version order) unless the bus
+        # is sharded Pub/Sub, which a script cannot reach outside its keys' slot.
+        store = RedisPresence(
+            client,
+            settings.presence_ttl,
+            settings.presence_max_members,
+            publish_in_script=not sharded,
+        )
+    else:
+        store = MemoryPresence(settings.presence_ttl, settings.presence_max_members)
+        # The in-process broker carries presence too when it carries broadcasts (one bus, one
+        # delivery queue); any other broker gets an in-process presence bus beside it.
+        presence_bus = broker if settings.broker == "memory" else MemoryBroker()
+    return Node(
+        broker,
+        presence_bus,
+        store,
+        settings.presence_ttl,
+        max_meta_bytes=settings.presence_max_meta_bytes,
+        diff_window=settings.presence_diff_window_ms / 1000,
+    )

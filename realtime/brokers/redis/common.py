@@ -1,0 +1,133 @@
+"""What the classic and the cluster Redis brokers share: topic names, subscribe confirmations,
+backoff, and the pipelined publisher.
+
+Topics are the seed's channel names, ``broadcast.<channel>`` and ``presence.<channel>``; the
+presence store's scripts publish on the same names, through :func:`topic`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from redis.exceptions import RedisClusterException, RedisError
+
+from realtime.errors import BrokerError
+from realtime.wire.messages import KINDS, Kind
+
+log = logging.getLogger("realtime.broker.redis")
+BACKOFF_START = 0.1
+BACKOFF_CAP = 5.0
+CONFIRM_TIMEOUT = 5.0
+PUBLISH_BATCH = 512
+
+#: One round trip carrying a batch of (topic, data) publishes, in order.
+Send = Callable[[list[tuple[str, bytes]]], Awaitable[object]]
+
+
+def topic(kind: Kind, channel: str) -> str:
+    return f"{kind}.{channel}"
+
+
+def split_topic(name: str) -> tuple[Kind, str] | None:
+    kind, _, channel = name.partition(".")
+    for known in KINDS:
+        if kind == known and channel:
+            return known, channel
+    return None
+
+
+class Confirmations:
+    """Subscribes waiting for Redis to confirm them, so a publish made right after
+    ``subscribe()`` returns is never missed. The reader calls :meth:`confirmed` on each
+    subscribe reply."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, list[asyncio.Future[None]]] = {}
+
+    async def request(self, name: str, send: Awaitable[object], action: str, wait: bool) -> None:
+        """Await ``send`` (the (un)subscribe command) and, with ``wait``, Redis's reply. A
+        failure is logged, not raised: the reader resubscribes everything when it reconnects."""
+        confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if wait:
+            self._waiting.setdefault(name, []).append(confirmed)
+        try:
+            await send
+            if wait:
+                await asyncio.wait_for(asyncio.shield(confirmed), CONFIRM_TIMEOUT)
+        except (RedisError, TimeoutError) as exc:
+            log.warning("redis %s failed: %s", action, exc, extra={"topic": name})
+        finally:
+            waiters = self._waiting.get(name, [])
+            if confirmed in waiters:
+                waiters.remove(confirmed)
+                if not waiters:
+                    del self._waiting[name]
+
+    def confirmed(self, name: bytes | str) -> None:
+        key = name.decode() if isinstance(name, bytes) else name
+        for waiter in self._waiting.pop(key, []):
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+Pending = tuple[str, bytes, asyncio.Future[None]]
+
+
+def _settle(batch: list[Pending], error: BaseException | None) -> None:
+    for _, _, done in batch:
+        if done.done():
+            continue
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+
+
+class Publisher:
+    """Publishes queued in order and written by one task: whatever queued up during a round
+    trip goes out together in the next one, at most :data:`PUBLISH_BATCH` at a time. Each
+    publish gets a future that resolves when Redis answered, or fails with ``BrokerError``."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._outbox: collections.deque[Pending] = collections.deque()
+        self._writer: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def put(self, name: str, data: bytes) -> asyncio.Future[None]:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._closed:
+            done.set_exception(BrokerError("redis broker is closed"))
+            return done
+        self._outbox.append((name, data, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write(), name="redis-publisher")
+        return done
+
+    async def _write(self) -> None:
+        outbox = self._outbox
+        while outbox:
+            batch = [outbox.popleft() for _ in range(min(len(outbox), PUBLISH_BATCH))]
+            try:
+                await self._send([(name, data) for name, data, _ in batch])
+            except (RedisError, RedisClusterException, OSError) as exc:
+                _settle(batch, BrokerError(f"redis publish failed: {exc}"))
+            except asyncio.CancelledError:
+                _settle(batch, BrokerError("redis broker is closed"))
+                raise
+            else:
+                _settle(batch, None)
+
+    async def close(self) -> None:
+        """Fail what is in flight or queued; later publishes fail at once. Safe twice."""
+        self._closed = True
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+        _settle(list(self._outbox), BrokerError("redis broker is closed"))
+        self._outbox.clear()

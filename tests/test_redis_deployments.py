@@ -20,8 +20,9 @@ import redis
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
-from realtime.brokers.redis.classic import RedisBroker, topic
 from realtime.brokers.redis.cluster import RedisClusterBroker
+from realtime.brokers.redis.common import topic
+from realtime.brokers.redis.factory import for_deployment
 from realtime.config import OPTIONS, RedisDeployment, load_settings
 from realtime.errors import ConfigError
 from realtime.presence.base import Entry
@@ -241,7 +242,7 @@ async def test_broker_follows_a_sentinel_failover(name: str) -> None:
         # The sentinel learns of replicas from the master's INFO, every 10 s at most.
         await asyncio.to_thread(wait_until, replica_known, 20.0, 0.2, message="replica seen")
         deployment = sentinel_deployment(setup)
-        a, b = RedisBroker.for_deployment(deployment), RedisBroker.for_deployment(deployment)
+        a, b = for_deployment(deployment), for_deployment(deployment)
         inbox = Inbox()
         await a.start(Inbox())
         await b.start(inbox)

@@ -7,7 +7,7 @@ import uuid
 import redis
 from redis.crc import key_slot
 
-from realtime.brokers.redis.classic import topic
+from realtime.brokers.redis.common import topic
 from realtime.config import RedisDeployment
 from realtime.testing.servers import RedisCluster, RedisSentinelSetup
 

@@ -11,6 +11,7 @@ from realtime.brokers.base import Broker
 from realtime.brokers.memory import MemoryBroker, MemoryBus
 from realtime.brokers.redis.classic import RedisBroker
 from realtime.brokers.redis.cluster import RedisClusterBroker
+from realtime.brokers.redis.factory import for_deployment
 from realtime.config import RedisDeployment
 from realtime.testing import BrokerContract
 from realtime.testing.servers import (
@@ -79,7 +80,7 @@ class TestRedisSentinelBroker(BrokerContract):
         self.setup = own_sentinel
 
     async def make_broker(self) -> Broker:
-        return RedisBroker.for_deployment(sentinel_deployment(self.setup))
+        return for_deployment(sentinel_deployment(self.setup))
 
     async def stop_server(self) -> None:
         if self.setup.master is None:

@@ -4,6 +4,7 @@ import pytest
 
 from realtime.brokers.memory import MemoryBroker
 from realtime.brokers.redis.classic import RedisBroker
+from realtime.brokers.redis.cluster import RedisClusterBroker
 from realtime.brokers.registry import available, load_broker
 from realtime.errors import BrokerNotFound, ConfigError
 from realtime.testing.gateway import make_settings
@@ -18,6 +19,13 @@ def test_load_by_name() -> None:
     broker = load_broker("redis", make_settings(REDIS_URL="redis://127.0.0.1:1/0"))
     assert isinstance(broker, RedisBroker)
     assert broker.url == "redis://127.0.0.1:1/0"
+
+
+async def test_redis_picks_the_cluster_broker_for_a_cluster() -> None:
+    broker = load_broker("redis", make_settings(REDIS_CLUSTER="1", REDIS_ADDR="127.0.0.1:1"))
+    assert isinstance(broker, RedisClusterBroker)
+    assert broker.sharded
+    await broker.close()
 
 
 def test_broadcast_mq_addr_overrides_redis_for_the_broker() -> None:

@@ -15,7 +15,9 @@ real server, and optionally how to stop and start that server::
         async def start_server(self) -> None:
             ...
 
-Each test builds its brokers fresh, as separate gateway instances would. The suite needs
+Each test builds its brokers fresh, as separate gateway instances would. The pipelined-publish
+cases run when the broker is a :class:`realtime.brokers.base.PipelinedBroker` and are skipped,
+with the reason, when it is not. The suite needs
 pytest and pytest-asyncio; its tests and fixtures are marked so that pytest-asyncio's strict
 mode runs them too.
 """
@@ -23,9 +25,7 @@ mode runs them too.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import ClassVar
@@ -33,8 +33,9 @@ from typing import ClassVar
 import pytest
 import pytest_asyncio
 
-from realtime.brokers.base import Broker
+from realtime.brokers.base import Broker, PipelinedBroker
 from realtime.errors import BrokerError
+from realtime.testing.waiting import wait_until_async
 from realtime.wire.messages import Kind
 
 __all__ = ["BrokerContract", "Inbox"]
@@ -45,25 +46,19 @@ class Inbox:
 
     def __init__(self) -> None:
         self.items: list[tuple[Kind, str, bytes]] = []
-        self._changed = asyncio.Event()
 
     async def __call__(self, kind: Kind, channel: str, data: bytes) -> None:
         self.items.append((kind, channel, data))
-        self._changed.set()
 
     def on(self, kind: Kind, channel: str) -> list[bytes]:
         return [data for k, c, data in self.items if (k, c) == (kind, channel)]
 
     async def arrived(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Wait until ``predicate`` holds or ``timeout`` passes; say which."""
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.2))
+        try:
+            await wait_until_async(predicate, timeout, interval=0.01)
+        except TimeoutError:
+            return False
         return True
 
     async def wait_for(
@@ -117,11 +112,7 @@ class BrokerContract:
         return f"contract-{uuid.uuid4().hex[:12]}"
 
     async def _until(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what}: not within {timeout}s")
-            await asyncio.sleep(0.05)
+        await wait_until_async(predicate, timeout, message=what)
 
     # --- delivery -------------------------------------------------------------------------------
 
@@ -208,6 +199,43 @@ class BrokerContract:
         await inbox.wait_for(lambda: bool(inbox.on("broadcast", channel)), self.timeout)
         assert inbox.on("broadcast", channel) == [payload]
 
+    # --- pipelined publish (PipelinedBroker only) -----------------------------------------------
+
+    @pytest.mark.asyncio
+    async def test_pipelined_publishes_resolve_and_arrive_in_order(self, started, channel) -> None:  # type: ignore[no-untyped-def]
+        (a, _), (b, inbox) = await started(), await started()
+        if not isinstance(a, PipelinedBroker):
+            pytest.skip(f"{type(a).__name__} is no PipelinedBroker (it has no publish_later)")
+        names = [channel, channel + "-2"]
+        for name in names:
+            await b.subscribe("broadcast", name)
+        count = 1000
+        resolved: list[tuple[str, int]] = []
+        futures: list[asyncio.Future[None]] = []
+        # All queued before the first round trip ends, so the broker has batches to make.
+        for i in range(count):
+            for name in names:
+                future = a.publish_later("broadcast", name, b"%d" % i)
+                future.add_done_callback(lambda _, key=(name, i): resolved.append(key))
+                futures.append(future)
+        await asyncio.wait_for(asyncio.gather(*futures), self.timeout)
+        assert resolved == [(name, i) for i in range(count) for name in names]
+        await inbox.wait_for(
+            lambda: all(len(inbox.on("broadcast", name)) >= count for name in names),
+            self.timeout,
+        )
+        for name in names:
+            assert inbox.on("broadcast", name) == [b"%d" % i for i in range(count)]
+
+    @pytest.mark.asyncio
+    async def test_publish_later_after_close_fails(self, started, channel) -> None:  # type: ignore[no-untyped-def]
+        a, _ = await started()
+        if not isinstance(a, PipelinedBroker):
+            pytest.skip(f"{type(a).__name__} is no PipelinedBroker (it has no publish_later)")
+        await a.close()
+        with pytest.raises(BrokerError):
+            await asyncio.wait_for(a.publish_later("broadcast", channel, b"late"), self.timeout)
+
     # --- interest -------------------------------------------------------------------------------
 
     @pytest.mark.asyncio
@@ -262,17 +290,23 @@ class BrokerContract:
         a, _ = await started()
         await self.stop_server()
         try:
-            deadline = time.monotonic() + self.recovery_timeout
-            # Some clients buffer briefly; within the bound, a publish must be refused.
-            while True:
+
+            async def refused() -> bool:
                 try:
                     await asyncio.wait_for(
                         a.publish("broadcast", channel, b"x"), self.recovery_timeout
                     )
                 except BrokerError:
-                    break
-                assert time.monotonic() < deadline, "publishes kept succeeding with the MQ down"
-                await asyncio.sleep(0.2)
+                    return True
+                return False
+
+            # Some clients buffer briefly; within the bound, a publish must be refused.
+            await wait_until_async(
+                refused,
+                self.recovery_timeout,
+                interval=0.2,
+                message="a publish refused with the MQ down",
+            )
             await self._until(lambda: not a.ready, self.recovery_timeout, "not ready while down")
         finally:
             await self.start_server()
@@ -285,16 +319,20 @@ class BrokerContract:
         await self._until(lambda: not b.ready, self.recovery_timeout, "subscriber not ready")
         await self.start_server()
         await self._until(lambda: a.ready and b.ready, self.recovery_timeout, "ready again")
-        deadline = time.monotonic() + self.recovery_timeout
         sent = 0
+
+        async def delivered() -> bool:
+            nonlocal sent
+            await a.publish("broadcast", channel, b"after %d" % sent)
+            sent += 1
+            return await inbox.arrived(lambda: bool(inbox.on("broadcast", channel)), 0.5)
+
         # Publishing resumes by itself; the subscription was restored without our help.
-        while not inbox.on("broadcast", channel):
-            assert time.monotonic() < deadline, "no delivery after the restart"
-            try:
-                await a.publish("broadcast", channel, b"after %d" % sent)
-                sent += 1
-            except BrokerError:
-                await asyncio.sleep(0.2)
-                continue
-            await inbox.arrived(lambda: bool(inbox.on("broadcast", channel)), 0.5)
+        await wait_until_async(
+            delivered,
+            self.recovery_timeout,
+            interval=0.2,
+            ignore=(BrokerError,),
+            message="a delivery after the restart",
+        )
         assert inbox.on("broadcast", channel)[0].startswith(b"after ")

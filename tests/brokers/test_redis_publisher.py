@@ -85,7 +85,7 @@ async def test_close_fails_queued_and_later_publishes(sent) -> None:  # type: ig
     await publisher.close()
     for future in (in_flight, queued, publisher.put("broadcast.c", b"late")):
         with pytest.raises(BrokerError, match="closed"):
-            await future
+            await asyncio.wait_for(future, 5)
 
 
 def test_topics_are_the_seed_channel_names() -> None:

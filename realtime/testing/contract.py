@@ -111,6 +111,11 @@ class BrokerContract:
     def channel(self) -> str:
         return f"contract-{uuid.uuid4().hex[:12]}"
 
+    def _pipelined(self, broker: Broker) -> PipelinedBroker:
+        if not isinstance(broker, PipelinedBroker):
+            pytest.skip(f"{type(broker).__name__} is no PipelinedBroker (no publish_later)")
+        return broker
+
     async def _until(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
         await wait_until_async(predicate, timeout, message=what)
 
@@ -204,19 +209,22 @@ class BrokerContract:
     @pytest.mark.asyncio
     async def test_pipelined_publishes_resolve_and_arrive_in_order(self, started, channel) -> None:  # type: ignore[no-untyped-def]
         (a, _), (b, inbox) = await started(), await started()
-        if not isinstance(a, PipelinedBroker):
-            pytest.skip(f"{type(a).__name__} is no PipelinedBroker (it has no publish_later)")
+        pipelined = self._pipelined(a)
         names = [channel, channel + "-2"]
         for name in names:
             await b.subscribe("broadcast", name)
         count = 1000
         resolved: list[tuple[str, int]] = []
         futures: list[asyncio.Future[None]] = []
+
+        def record(key: tuple[str, int]) -> Callable[[asyncio.Future[None]], None]:
+            return lambda _: resolved.append(key)
+
         # All queued before the first round trip ends, so the broker has batches to make.
         for i in range(count):
             for name in names:
-                future = a.publish_later("broadcast", name, b"%d" % i)
-                future.add_done_callback(lambda _, key=(name, i): resolved.append(key))
+                future = pipelined.publish_later("broadcast", name, b"%d" % i)
+                future.add_done_callback(record((name, i)))
                 futures.append(future)
         await asyncio.wait_for(asyncio.gather(*futures), self.timeout)
         assert resolved == [(name, i) for i in range(count) for name in names]
@@ -230,11 +238,12 @@ class BrokerContract:
     @pytest.mark.asyncio
     async def test_publish_later_after_close_fails(self, started, channel) -> None:  # type: ignore[no-untyped-def]
         a, _ = await started()
-        if not isinstance(a, PipelinedBroker):
-            pytest.skip(f"{type(a).__name__} is no PipelinedBroker (it has no publish_later)")
+        pipelined = self._pipelined(a)
         await a.close()
         with pytest.raises(BrokerError):
-            await asyncio.wait_for(a.publish_later("broadcast", channel, b"late"), self.timeout)
+            await asyncio.wait_for(
+                pipelined.publish_later("broadcast", channel, b"late"), self.timeout
+            )
 
     # --- interest -------------------------------------------------------------------------------
 
@@ -301,12 +310,14 @@ class BrokerContract:
                 return False
 
             # Some clients buffer briefly; within the bound, a publish must be refused.
-            await wait_until_async(
+            # (Annotated: mypy cannot pick T from a coroutine function on its own.)
+            was_refused: bool = await wait_until_async(
                 refused,
                 self.recovery_timeout,
                 interval=0.2,
                 message="a publish refused with the MQ down",
             )
+            assert was_refused
             await self._until(lambda: not a.ready, self.recovery_timeout, "not ready while down")
         finally:
             await self.start_server()
@@ -325,14 +336,16 @@ class BrokerContract:
             nonlocal sent
             await a.publish("broadcast", channel, b"after %d" % sent)
             sent += 1
-            return await inbox.arrived(lambda: bool(inbox.on("broadcast", channel)), 0.5)
+            arrived: bool = await inbox.arrived(lambda: bool(inbox.on("broadcast", channel)), 0.5)
+            return arrived
 
         # Publishing resumes by itself; the subscription was restored without our help.
-        await wait_until_async(
+        was_delivered: bool = await wait_until_async(
             delivered,
             self.recovery_timeout,
             interval=0.2,
             ignore=(BrokerError,),
             message="a delivery after the restart",
         )
+        assert was_delivered
         assert inbox.on("broadcast", channel)[0].startswith(b"after ")

@@ -24,6 +24,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from redis.asyncio.cluster import RedisCluster
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException, RedisError
@@ -105,23 +106,25 @@ class RedisClusterBroker:
 
     async def _send(self, batch: list[tuple[str, bytes]]) -> None:
         # redis-py's cluster pipeline (no transaction) routes each SPUBLISH by its channel's
-        # slot, sends one pipeline per node concurrently, in queue order within each node,
-        # and retries a MOVED command on its new owner. A channel's topic lives in one slot, so
-        # its publishes keep their order. Classic PUBLISH goes to one node, which spreads it.
+        # slot and sends one pipeline per node, concurrently, each in queue order; a MOVED
+        # command is retried on its new owner. A channel's topic lives in one slot, so its
+        # publishes keep their order. Classic PUBLISH has no slot: redis-py would pick a random
+        # master per command (and refuses PUBLISH in a pipeline), so we pin it to the client's
+        # default node, whose cluster bus then relays one publisher's messages in order.
         if len(batch) == 1:
-            name, data = batch[0]
-            if self.sharded:
-                await self._cluster.spublish(name, data)
-            else:
-                await self._cluster.publish(name, data)
+            args, options = self._command(*batch[0])
+            await self._cluster.execute_command(*args, **options)
             return
         async with self._cluster.pipeline(transaction=False) as pipe:
             for name, data in batch:
-                if self.sharded:
-                    pipe.spublish(name, data)
-                else:
-                    pipe.publish(name, data)
+                args, options = self._command(name, data)
+                pipe.execute_command(*args, **options)
             await pipe.execute()
+
+    def _command(self, name: str, data: bytes) -> tuple[tuple[str, str, bytes], dict[str, Any]]:
+        if self.sharded:
+            return ("SPUBLISH", name, data), {}
+        return ("PUBLISH", name, data), {"target_nodes": RedisCluster.DEFAULT_NODE}
 
     async def subscribe(self, kind: Kind, channel: str) -> None:
         name = topic(kind, channel)

@@ -36,9 +36,8 @@ from realtime.testing.servers import (
     redis_cluster,
     redis_sentinel_setup,
     redis_server,
-    wait_until,
-    wait_until_async,
 )
+from realtime.testing.waiting import wait_until, wait_until_async
 from realtime.wire.messages import Kind, Member
 from tests.brokers.deployments import channel_on_node, sentinel_deployment, slot_owner
 

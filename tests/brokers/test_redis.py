@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -10,18 +9,11 @@ import redis.asyncio as aioredis
 
 from realtime.brokers.redis.classic import RedisBroker
 from realtime.errors import BrokerError
-from realtime.testing.servers import RedisServer, redis_server, wait_until_async
-from realtime.wire.messages import Kind
+from realtime.testing.contract import Inbox
+from realtime.testing.servers import RedisServer, redis_server
+from realtime.testing.waiting import wait_until_async
 
 pytestmark = pytest.mark.integration
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.items: list[tuple[Kind, str, bytes]] = []
-
-    async def __call__(self, kind: Kind, channel: str, data: bytes) -> None:
-        self.items.append((kind, channel, data))
 
 
 @pytest.fixture
@@ -62,11 +54,9 @@ async def test_seed_gateway_interoperates(redis: RedisServer, pair, channel: str
         # A seed gateway listens with patterns and publishes on the same names.
         await pubsub.psubscribe("broadcast.*", "presence.*")
         await a.publish("broadcast", channel, b"to seed")
-        async with asyncio.timeout(5):
-            while True:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
-                if message is not None:
-                    break
+        message = await wait_until_async(
+            lambda: pubsub.get_message(ignore_subscribe_messages=True, timeout=1), 5
+        )
         assert message["channel"] == f"broadcast.{channel}".encode()
         assert message["data"] == b"to seed"
         await a.subscribe("broadcast", channel)

@@ -9,6 +9,10 @@ A seed gateway on a cluster publishes and listens with classic ``PUBLISH``/``PSU
 which sharded Pub/Sub does not see; ``REDIS_CLUSTER_PUBSUB=classic`` makes this broker use
 classic Pub/Sub (one subscriber connection) for such mixed fleets. See docs/deployment.md.
 
+Publishes are pipelined as on the classic broker (the shared ``Publisher``): what queues up
+during a round trip goes out in one cluster pipeline, which redis-py splits per node.
+
+Each master's subscriber connection is a :class:`~realtime.brokers.redis.reader.NodeReader`.
 When a node drops, a slot moves (``MOVED``, or the server's own ``SUNSUBSCRIBE`` when a slot
 migrates away) or the topology changes, the broker reloads the slot map, moves each channel to
 its owner and resubscribes; it is not ready while any master's connection is down.
@@ -18,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import collections
 import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
@@ -31,14 +34,8 @@ from redis.exceptions import RedisClusterException, RedisError
 from redis.retry import Retry
 
 from realtime import redisconn
-from realtime.brokers.redis.common import (
-    BACKOFF_CAP,
-    BACKOFF_START,
-    Confirmations,
-    Publisher,
-    split_topic,
-    topic,
-)
+from realtime.brokers.redis.common import BACKOFF_CAP, BACKOFF_START, Publisher, topic
+from realtime.brokers.redis.reader import NodeReader
 from realtime.config import RedisDeployment
 from realtime.wire.messages import Kind
 
@@ -60,7 +57,7 @@ class RedisClusterBroker:
         self._cluster = redisconn.cluster(deployment)
         self._topics: set[str] = set()
         self._owner: dict[str, str] = {}  # topic -> name of the node whose reader carries it
-        self._readers: dict[str, _NodeReader] = {}
+        self._readers: dict[str, NodeReader] = {}
         self._deliver: Deliver | None = None
         self._refresh = asyncio.Event()
         self._changed = asyncio.Event()
@@ -163,7 +160,7 @@ class RedisClusterBroker:
             return self._slots[index][2]
         return None  # an uncovered slot: the cluster is down for it
 
-    def _place(self, name: str) -> _NodeReader | None:
+    def _place(self, name: str) -> NodeReader | None:
         """Record which reader carries ``name``; None until the slot map is known (the
         supervisor places everything once it is)."""
         target = self._node_for(name)
@@ -249,7 +246,7 @@ class RedisClusterBroker:
         for name in masters:
             if name not in self._readers:
                 host, _, port = name.rpartition(":")
-                self._readers[name] = _NodeReader(self, host, int(port), self._deliver)
+                self._readers[name] = NodeReader(self, host, int(port), self._deliver)
 
     async def close(self) -> None:
         if self._closed:
@@ -268,135 +265,3 @@ class RedisClusterBroker:
         for task in list(self._background):
             task.cancel()
         await self._cluster.aclose()
-
-
-class _NodeReader:
-    """One subscriber connection to one master, carrying the channels of its slots."""
-
-    def __init__(self, broker: RedisClusterBroker, host: str, port: int, deliver: Deliver) -> None:
-        self.broker = broker
-        self.host, self.port = host, port
-        self.topics: set[str] = set()
-        self.up = False
-        self._deliver = deliver
-        self._pubsub: Any = None
-        self._confirm = Confirmations()
-        # Unsubscribes we sent and whose reply has not come yet; any other SUNSUBSCRIBE is the
-        # server telling us the slot left this node.
-        self._leaving: collections.Counter[str] = collections.Counter()
-        self._sub, self._unsub = (
-            ("ssubscribe", "sunsubscribe") if broker.sharded else ("subscribe", "unsubscribe")
-        )
-        self._task = asyncio.create_task(self._run(), name=f"redis-cluster-reader-{host}:{port}")
-
-    async def subscribe(self, name: str, *, wait: bool) -> None:
-        self.topics.add(name)
-        pubsub = self._pubsub
-        if pubsub is None or not self.up:
-            return  # the reader subscribes all of self.topics when it (re)connects
-        send = getattr(pubsub, self._sub)(name)
-        await self._confirm.request(name, send, self._sub, wait=wait)
-
-    async def unsubscribe(self, name: str) -> None:
-        self.topics.discard(name)
-        pubsub = self._pubsub
-        if pubsub is None or not self.up:
-            return
-        self._leaving[name] += 1
-        try:
-            await getattr(pubsub, self._unsub)(name)
-        except RedisError as exc:
-            self._leaving[name] -= 1
-            log.warning("redis %s failed: %s", self._unsub, exc, extra={"topic": name})
-
-    def stop(self) -> None:
-        self._task.cancel()
-
-    async def wait_stopped(self) -> None:
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-
-    async def _run(self) -> None:
-        backoff = BACKOFF_START
-        # No retries inside redis-py: this loop reconnects, re-reads the slot map and resubscribes.
-        retry = Retry(NoBackoff(), 0)
-        while True:
-            client = redisconn.node(
-                self.broker.deployment, self.host, self.port, retry=retry, health_check_interval=15
-            )
-            pubsub = client.pubsub()
-            try:
-                # A node-local classic channel keeps the connection subscribed, and so watched,
-                # while this master owns none of our channels.
-                await pubsub.subscribe(f"__realtime__.{id(self)}")
-                self._leaving.clear()
-                await self._resubscribe(pubsub)
-                self._pubsub = pubsub
-                self.up = True
-                self.broker.changed()
-                if backoff > BACKOFF_START:
-                    log.info("redis cluster subscriber reconnected", extra={"node": self.name})
-                backoff = BACKOFF_START
-                while True:
-                    message = await pubsub.get_message(timeout=5.0)
-                    if message is not None:
-                        await self._handle(message)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning(
-                    "redis cluster subscriber to %s down, retrying in %.1fs: %s",
-                    self.name,
-                    backoff,
-                    exc,
-                )
-                self.broker.need_refresh()
-            finally:
-                self.up = False
-                self._pubsub = None
-                self.broker.changed()
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-                with contextlib.suppress(Exception):
-                    await client.aclose()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, BACKOFF_CAP)
-
-    @property
-    def name(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    async def _resubscribe(self, pubsub: Any) -> None:
-        if not self.broker.sharded:
-            if self.topics:
-                await pubsub.subscribe(*self.topics)
-            return
-        # One SSUBSCRIBE per slot: channels of different slots in one command are CROSSSLOT.
-        by_slot: dict[int, list[str]] = collections.defaultdict(list)
-        for name in self.topics:
-            by_slot[key_slot(name.encode())].append(name)
-        for names in by_slot.values():
-            await pubsub.ssubscribe(*names)
-
-    async def _handle(self, message: dict[str, Any]) -> None:
-        kind = message["type"]
-        raw = message["channel"]
-        name = raw.decode() if isinstance(raw, bytes) else str(raw)
-        if kind in ("smessage", "message"):
-            target = split_topic(name)
-            if target is None:
-                return
-            try:
-                await self._deliver(target[0], target[1], message["data"])
-            except Exception:
-                log.exception("deliver failed", extra={"topic": name})
-        elif kind == self._sub:
-            self._confirm.confirmed(name)
-        elif kind == self._unsub:
-            if self._leaving[name] > 0:
-                self._leaving[name] -= 1
-            elif name in self.topics:
-                # The server dropped it: its slot migrated. Re-place it with a fresh slot map.
-                log.info("redis cluster slot moved", extra={"topic": name, "node": self.name})
-                self.topics.discard(name)
-                self.broker.moved(name)

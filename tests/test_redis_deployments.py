@@ -29,15 +29,14 @@ from realtime.presence.redis import RedisPresence
 from realtime.redisconn import client as redis_client
 from realtime.testing.contract import Inbox
 from realtime.testing.gateway import GatewayProcess, spawn_gateway, ws_client
-from realtime.testing.servers import (
-    RedisCluster,
+from realtime.testing.services import RedisClusterSetup as RedisCluster
+from realtime.testing.services import (
     RedisSentinelSetup,
     redis_cluster,
     redis_sentinel_setup,
     redis_server,
-    wait_until,
-    wait_until_async,
 )
+from realtime.testing.waiting import wait_until, wait_until_async
 from realtime.wire.messages import Kind, Member
 from tests.brokers.deployments import channel_on_node, sentinel_deployment, slot_owner
 

@@ -13,8 +13,8 @@ from realtime.brokers.redis.classic import RedisBroker
 from realtime.brokers.redis.cluster import RedisClusterBroker
 from realtime.config import RedisDeployment
 from realtime.testing import BrokerContract
-from realtime.testing.servers import (
-    RedisCluster,
+from realtime.testing.services import RedisClusterSetup as RedisCluster
+from realtime.testing.services import (
     RedisSentinelSetup,
     RedisServer,
     RestartUnsupported,

@@ -10,7 +10,8 @@ import redis.asyncio as aioredis
 
 from realtime.brokers.redis.classic import RedisBroker
 from realtime.errors import BrokerError
-from realtime.testing.servers import RedisServer, redis_server, wait_until_async
+from realtime.testing.services import RedisServer, redis_server
+from realtime.testing.waiting import wait_until_async
 from realtime.wire.messages import Kind
 
 pytestmark = pytest.mark.integration

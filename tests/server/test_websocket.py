@@ -12,7 +12,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from realtime.testing.gateway import Gateway, make_settings, run_gateway, ws_client
-from realtime.testing.servers import wait_until_async
+from realtime.testing.waiting import wait_until_async
 
 
 @pytest.fixture

@@ -15,9 +15,10 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from realtime.brokers.base import Broker
 from realtime.errors import BrokerError
 from realtime.testing import BrokerContract, Inbox
-from realtime.testing.servers import KafkaServer, RestartUnsupported, kafka_server
+from realtime.testing.services import RestartUnsupported
 from realtime.wire.messages import Kind
 from realtime_kafka import KafkaBroker, KafkaConfig
+from realtime_kafka.testing import KafkaServer, kafka_server
 
 
 @pytest.fixture(scope="module")

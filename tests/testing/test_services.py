@@ -24,7 +24,6 @@ import redis.exceptions as redis_errors
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.sentinel import Sentinel
 
-from realtime.testing import services
 from realtime.testing.services import (
     RedisClusterSetup,
     RedisSentinelSetup,
@@ -38,6 +37,8 @@ from realtime.testing.services import (
     redis_sentinel_setup,
     redis_server,
 )
+from realtime.testing.services import base as services_base
+from realtime.testing.services import redis as redis_services
 from realtime.testing.waiting import port_open, wait_until, wait_until_async
 
 native_only = pytest.mark.skipif(
@@ -144,7 +145,7 @@ def test_a_closed_native_redis_leaves_nothing_behind() -> None:
     assert not server.alive()
     assert not port_open("127.0.0.1", port)
     assert not tmp.exists()
-    assert server not in services._live
+    assert server not in services_base._live
     server.close()  # twice is fine
     with pytest.raises(ServiceError, match="closed"):
         server.start()
@@ -168,14 +169,14 @@ def test_a_start_failure_shows_the_log_at_once(monkeypatch: pytest.MonkeyPatch) 
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        monkeypatch.setattr(services, "free_port", lambda: port)
+        monkeypatch.setattr(redis_services, "free_port", lambda: port)
         began = time.monotonic()
         with pytest.raises(ServiceError, match=r"(?i)address already in use"):
             native_redis()
         # The crashed process is noticed by the next poll, not at the start timeout.
         assert time.monotonic() - began < 10
     # The failed launch cleaned up after itself.
-    assert not [s for s in services._live if isinstance(s, RedisServer) and s.port == port]
+    assert not [s for s in services_base._live if isinstance(s, RedisServer) and s.port == port]
 
 
 @pytest.mark.integration

@@ -26,7 +26,7 @@ import httpx
 from realtime.presence.redis import RedisPresence
 from realtime.redisconn import connect
 from realtime.testing.gateway import spawn_gateway, ws_client
-from realtime.testing.servers import redis_server
+from realtime.testing.services import redis_server
 from realtime.wire.messages import Member
 
 

@@ -22,7 +22,6 @@ import resource
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
+
+from realtime.testing.waiting import free_port, port_open, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -77,22 +78,17 @@ TARGETS = ("baseline", "realtime")
 # ---------------------------------------------------------------- processes
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def listening() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with code {proc.returncode} before listening")
-        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=0.5):
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"server did not listen on {HOST}:{port} within {timeout:.0f} s")
+        return port_open(HOST, port)
+
+    try:
+        wait_until(listening, timeout, interval=0.1, message=f"server listening on {HOST}:{port}")
+    except TimeoutError as e:
+        # Callers report a RuntimeError with the server's log tail.
+        raise RuntimeError(str(e)) from None
 
 
 def _raise_nofile() -> None:

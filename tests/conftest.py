@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from realtime.testing.servers import RedisServer, redis_server
+from realtime.testing.services import RedisServer, redis_server
 
 # The example plugin's own tests run inside the throwaway environment that installs it
 # (tests/brokers/test_third_party_plugin.py), not in this one.

@@ -30,8 +30,8 @@ from realtime.presence.redis import RedisPresence
 from realtime.redisconn import client as redis_client
 from realtime.testing.contract import Inbox
 from realtime.testing.gateway import GatewayProcess, spawn_gateway, ws_client
-from realtime.testing.servers import (
-    RedisCluster,
+from realtime.testing.services import RedisClusterSetup as RedisCluster
+from realtime.testing.services import (
     RedisSentinelSetup,
     redis_cluster,
     redis_sentinel_setup,

@@ -15,7 +15,8 @@ import redis.asyncio as aioredis
 
 from realtime.testing.flows import check_broadcasts_cross, check_presence_crosses
 from realtime.testing.gateway import GatewayProcess, spawn_gateway, ws_client
-from realtime.testing.servers import RedisServer, wait_until_async
+from realtime.testing.services import RedisServer
+from realtime.testing.waiting import wait_until_async
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,7 @@ from realtime.cli import server_options
 from realtime.config import Settings, load_settings
 from realtime.engine.node import Node
 from realtime.server.app import create_app
+from realtime.testing.waiting import free_port, wait_until_async
 
 TIMEOUT = 10.0
 
@@ -61,12 +61,17 @@ async def run_gateway(settings: Settings, **uvicorn_options: Any) -> AsyncIterat
     config = uvicorn.Config(app, **options)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
+
+    def started() -> bool:
+        if task.done():
+            raise RuntimeError("gateway did not start")
+        return bool(server.started)
+
     try:
-        deadline = time.monotonic() + TIMEOUT
-        while not server.started:
-            if task.done() or time.monotonic() > deadline:
-                raise RuntimeError("gateway did not start")
-            await asyncio.sleep(0.01)
+        try:
+            await wait_until_async(started, TIMEOUT, interval=0.01, message="gateway started")
+        except TimeoutError as exc:
+            raise RuntimeError("gateway did not start") from exc
         yield Gateway(f"http://127.0.0.1:{port}", app.state.node)
     finally:
         server.should_exit = True
@@ -98,9 +103,7 @@ async def spawn_gateway(
     python: str = sys.executable,
     args: Sequence[str] = (),
 ) -> AsyncIterator[GatewayProcess]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     full_env = {
         **os.environ,
         "LOG_LEVEL": "info",
@@ -118,16 +121,20 @@ async def spawn_gateway(
     gateway = GatewayProcess(process, f"http://127.0.0.1:{port}", log_path)
     try:
         async with httpx.AsyncClient() as http:
-            deadline = time.monotonic() + 20
-            while True:
+
+            async def ready() -> bool:
                 if process.poll() is not None:
                     raise RuntimeError(f"gateway exited early:\n{gateway.log()}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await http.get(gateway.url + "/readyz")).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"gateway not ready:\n{gateway.log()}")
-                await asyncio.sleep(0.05)
+                return (await http.get(gateway.url + "/readyz")).status_code == 200
+
+            try:
+                # Annotated: without the context mypy cannot pick T out of `Awaitable[T] | T`.
+                ok: bool = await wait_until_async(
+                    ready, 20, ignore=(httpx.HTTPError,), message="/readyz 200"
+                )
+                assert ok
+            except TimeoutError as exc:
+                raise RuntimeError(f"gateway not ready:\n{gateway.log()}") from exc
         yield gateway
     finally:
         if process.poll() is None:

@@ -9,7 +9,8 @@ from redis.crc import key_slot
 
 from realtime.brokers.redis.common import topic
 from realtime.config import RedisDeployment
-from realtime.testing.servers import RedisCluster, RedisSentinelSetup
+from realtime.testing.services import RedisClusterSetup as RedisCluster
+from realtime.testing.services import RedisSentinelSetup
 
 
 def sentinel_deployment(setup: RedisSentinelSetup) -> RedisDeployment:

@@ -14,8 +14,8 @@ from realtime.brokers.redis.cluster import RedisClusterBroker
 from realtime.brokers.redis.factory import for_deployment
 from realtime.config import RedisDeployment
 from realtime.testing import BrokerContract
-from realtime.testing.servers import (
-    RedisCluster,
+from realtime.testing.services import RedisClusterSetup as RedisCluster
+from realtime.testing.services import (
     RedisSentinelSetup,
     RedisServer,
     RestartUnsupported,

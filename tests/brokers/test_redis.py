@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from realtime.brokers.redis.classic import RedisBroker
 from realtime.errors import BrokerError
 from realtime.testing.contract import Inbox
-from realtime.testing.servers import RedisServer, redis_server
+from realtime.testing.services import RedisServer, redis_server
 from realtime.testing.waiting import wait_until_async
 
 pytestmark = pytest.mark.integration

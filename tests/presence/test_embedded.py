@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from realtime.testing.gateway import Gateway, make_settings, run_gateway, ws_client
-from realtime.testing.servers import wait_until_async
+from realtime.testing.waiting import wait_until_async
 from tests.presence.views import watching
 
 

@@ -25,7 +25,8 @@ import redis.asyncio as aioredis
 from realtime.presence.redis import RedisPresence
 from realtime.redisconn import connect
 from realtime.testing.gateway import Client, GatewayProcess, spawn_gateway, ws_client
-from realtime.testing.servers import RedisServer, redis_server, wait_until_async
+from realtime.testing.services import RedisServer, redis_server
+from realtime.testing.waiting import wait_until_async
 from realtime.wire.messages import Member
 from tests.presence.views import Watcher, watching
 

@@ -21,7 +21,8 @@ from realtime.presence.base import Entry, PresenceStore
 from realtime.presence.memory import MemoryPresence
 from realtime.presence.redis import RedisPresence, channel_keys
 from realtime.redisconn import connect
-from realtime.testing.servers import RedisServer, wait_until_async
+from realtime.testing.services import RedisServer
+from realtime.testing.waiting import wait_until_async
 from realtime.wire.messages import Member
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from realtime.testing.gateway import make_settings, run_gateway, ws_client
-from realtime.testing.servers import RedisServer, redis_server
+from realtime.testing.services import RedisServer, redis_server
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,10 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from realtime.brokers.base import Broker
 from realtime.errors import BrokerError
 from realtime.testing import BrokerContract, Inbox
-from realtime.testing.servers import KafkaServer, RestartUnsupported, kafka_server
+from realtime.testing.services import RestartUnsupported
 from realtime.wire.messages import Kind
 from realtime_kafka import KafkaBroker, KafkaConfig
+from realtime_kafka.testing import KafkaServer, kafka_server
 
 
 @pytest.fixture(scope="module")
@@ -76,11 +77,13 @@ async def test_a_stuck_consumer_is_rebuilt_where_it_stopped(
     real = AIOKafkaConsumer.getmany
     consumers: list[AIOKafkaConsumer] = []
     stuck: list[AIOKafkaConsumer] = []
+    parked: list[AIOKafkaConsumer] = []
 
     async def getmany(self: AIOKafkaConsumer, *args: Any, **kwargs: Any) -> Any:
         if self not in consumers:
             consumers.append(self)
         if self in stuck:
+            parked.append(self)
             await asyncio.sleep(3600)  # a fetch that never returns
         return await real(self, *args, **kwargs)
 
@@ -91,6 +94,9 @@ async def test_a_stuck_consumer_is_rebuilt_where_it_stopped(
         await broker.subscribe("broadcast", "c")
         await inbox.wait_for(lambda: bool(consumers), 10, "a consumer fetching")
         stuck.extend(consumers)
+        # A fetch already in flight when the consumer got stuck could still return what is
+        # published next (it was flaky under load): publish once the consumer is parked.
+        await inbox.wait_for(lambda: bool(parked), 10, "the consumer stuck in a fetch")
         for i in range(3):
             await broker.publish("broadcast", "c", b"%d" % i)
         # Noticed by the watcher (10 checks without progress), rebuilt at the old positions.

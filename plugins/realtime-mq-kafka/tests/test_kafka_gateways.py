@@ -11,14 +11,9 @@ import pytest
 
 from realtime.testing.flows import check_broadcasts_cross, check_presence_crosses
 from realtime.testing.gateway import GatewayProcess, spawn_gateway, ws_client
-from realtime.testing.servers import (
-    KafkaServer,
-    RedisServer,
-    RestartUnsupported,
-    kafka_server,
-    redis_server,
-    wait_until_async,
-)
+from realtime.testing.services import RedisServer, RestartUnsupported, redis_server
+from realtime.testing.waiting import wait_until_async
+from realtime_kafka.testing import KafkaServer, kafka_server
 
 pytestmark = pytest.mark.integration
 RECOVERY = 90.0

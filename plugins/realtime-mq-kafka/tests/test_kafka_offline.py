@@ -7,7 +7,7 @@ import time
 import pytest
 
 from realtime.errors import BrokerError
-from realtime.testing.servers import free_port
+from realtime.testing.waiting import free_port
 from realtime.wire.messages import Kind
 from realtime_kafka import KafkaBroker, KafkaConfig
 

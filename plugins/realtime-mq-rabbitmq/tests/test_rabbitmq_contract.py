@@ -9,11 +9,12 @@ from typing import ClassVar
 import pytest
 from realtime_rabbitmq import RabbitMQBroker, RabbitMQOptions
 from realtime_rabbitmq import broker as broker_module
+from realtime_rabbitmq.testing import RabbitMQServer
 
 from realtime.brokers.base import Broker
 from realtime.errors import BrokerError
 from realtime.testing import BrokerContract, Inbox
-from realtime.testing.servers import RabbitMQServer, RestartUnsupported
+from realtime.testing.services import RestartUnsupported
 
 pytestmark = pytest.mark.integration
 
@@ -113,7 +114,7 @@ class TestRabbitMQBroker(BrokerContract):
         # Exclusive: only an administrator can delete it, not another AMQP connection.
         if self.server.kind != "native":
             pytest.skip("deletes the queue with rabbitmqctl")
-        done = await asyncio.to_thread(self.server._ctl, "delete_queue", old)
+        done = await asyncio.to_thread(self.server.ctl, "delete_queue", old)
         assert done.returncode == 0, done.stderr
         # RabbitMQ cancels b's consumer; b declares a new queue with the same bindings.
         await self._until(

@@ -10,7 +10,7 @@ from realtime_rabbitmq import broker as broker_module
 
 from realtime.errors import BrokerError
 from realtime.testing import Inbox
-from realtime.testing.servers import free_port
+from realtime.testing.waiting import free_port
 
 
 async def test_start_against_nothing_returns_not_ready_and_closes_cleanly(monkeypatch) -> None:  # type: ignore[no-untyped-def]

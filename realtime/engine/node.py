@@ -75,8 +75,8 @@ class Node:
         store: PresenceStore,
         presence_ttl: int,
         *,
-        max_meta_bytes: int = 2048,
-        diff_window: float = 0.1,
+        max_meta_bytes: int,
+        diff_window: float,
     ) -> None:
         self.brokers: dict[Kind, Broker] = {BROADCAST: broker, PRESENCE: presence_bus}
         self._pipelined = broker if isinstance(broker, PipelinedBroker) else None
@@ -89,7 +89,6 @@ class Node:
         watchers = functools.partial(self.hub.local, PRESENCE)
         self._views = PresenceViews(store.sync, watchers, self._reassert, diff_window)
         self._upkeep = Upkeep(store, presence_ttl, self._entries, self._served, self._views.check)
-        self.reap_interval = self._upkeep.reap_interval
 
     # --- lifecycle ------------------------------------------------------------------------------
 

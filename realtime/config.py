@@ -47,6 +47,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("PRESENCE_MAX_META_BYTES", "2048", "largest presence meta (JSON bytes) per member"),
     Option("PRESENCE_MAX_MEMBERS", "100000", "members per channel; 0 means no cap"),
     Option("PRESENCE_DIFF_WINDOW_MS", "100", "window batching events into one presence_diff"),
+    Option(
+        "PRESENCE_ORDER_WAIT_MS",
+        "100",
+        "how long an event ahead of a missing one waits for it before a resync (0..1000)",
+    ),
     Option("BROADCAST_MQ_TYPE", "redis", "broker plugin name (entry point realtime.brokers)"),
     Option("BROADCAST_MQ_ADDR", None, "broker address; the redis broker defaults to REDIS_*"),
     Option("BROADCAST_MQ_PASSWORD", None, "broker password (redis broker)"),
@@ -113,6 +118,7 @@ class Settings:
     presence_max_meta_bytes: int
     presence_max_members: int
     presence_diff_window_ms: int
+    presence_order_wait_ms: int
     broker: str
     cors_origins: tuple[str, ...]
     jwt_secret: str | None = field(repr=False)
@@ -172,6 +178,9 @@ def load_settings(
         presence_diff_window_ms=_parse(
             env, "PRESENCE_DIFF_WINDOW_MS", int, "a whole number of milliseconds >= 0"
         ),
+        presence_order_wait_ms=_parse(
+            env, "PRESENCE_ORDER_WAIT_MS", int, "a whole number of milliseconds, 0 to 1000", 0, 1000
+        ),
         broker=broker,
         cors_origins=origins,
         jwt_secret=env.given("JWT_SECRET"),
@@ -200,13 +209,14 @@ def _parse(
     cast: Callable[[str], T],
     accepts: str,
     minimum: float = 0,
+    maximum: float | None = None,
 ) -> T:
     text = env.value(name)
     try:
         value = cast(text)
     except ValueError:
         raise ConfigError(name, f"{text!r} is not {accepts}") from None
-    if value < minimum:  # type: ignore[operator]
+    if value < minimum or (maximum is not None and value > maximum):  # type: ignore[operator]
         raise ConfigError(name, f"{text!r} is not {accepts}")
     return value
 

@@ -77,6 +77,7 @@ class Node:
         *,
         max_meta_bytes: int,
         diff_window: float,
+        order_wait: float,
     ) -> None:
         self.brokers: dict[Kind, Broker] = {BROADCAST: broker, PRESENCE: presence_bus}
         self._pipelined = broker if isinstance(broker, PipelinedBroker) else None
@@ -87,7 +88,7 @@ class Node:
         self._instance = uuid.uuid4().hex[:12]
         self._conns = 0
         watchers = functools.partial(self.hub.local, PRESENCE)
-        self._views = PresenceViews(store.sync, watchers, self._reassert, diff_window)
+        self._views = PresenceViews(store.sync, watchers, self._reassert, diff_window, order_wait)
         self._upkeep = Upkeep(store, presence_ttl, self._entries, self._served, self._views.check)
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -112,6 +113,17 @@ class Node:
     @property
     def connections(self) -> int:
         return len(self._peers)
+
+    @property
+    def presence_resyncs(self) -> int:
+        """Fresh ``presence_sync`` frames sent unasked (a seq gap, a new epoch, a lagging
+        view): each means a client's view had to be rebuilt whole."""
+        return self._views.resyncs
+
+    @property
+    def presence_reordered(self) -> int:
+        """Presence events that arrived ahead of an earlier one and were put back in order."""
+        return self._views.reordered
 
     # --- peers ----------------------------------------------------------------------------------
 

@@ -159,14 +159,16 @@ class PresenceViews:
 
     def deliver(self, channel: str, message: BusMessage, peers: Collection[Peer]) -> None:
         """Pass one presence event from the bus to the local subscribers of ``channel``."""
-        frames: dict[int, Outgoing] = {}  # seq -> frame, encoded once for all subscribers
+        frame: Outgoing | None = None  # encoded once for all subscribers
+        held: dict[int, Outgoing] = {}  # the same for events that were waiting: seq -> frame
         for peer in tuple(peers):
             sub = self._sub(peer, channel)
             if sub is not None and message.seq:
-                self._accept(sub, message, frames)
+                frame = self._accept(sub, message, frame, held)
                 continue
             # A seed gateway's event carries no sequence: nothing to order it by.
-            peer.send(_frame(message, frames))
+            frame = frame or client_frame(message)
+            peer.send(frame)
 
     def check(self, channel: str, before: ChannelState) -> None:
         """Resync the subscribers whose view is behind ``before``, the channel's state a whole
@@ -204,45 +206,58 @@ class PresenceViews:
         return found
 
     def _accept(
-        self, sub: PresenceSub, message: BusMessage, frames: dict[int, Outgoing] | None = None
-    ) -> None:
-        """Pass one event to one subscriber in order. ``frames`` holds the frames encoded so
-        far for this delivery, so the next subscriber reuses them."""
+        self,
+        sub: PresenceSub,
+        message: BusMessage,
+        frame: Outgoing | None = None,
+        held: dict[int, Outgoing] | None = None,
+    ) -> Outgoing | None:
+        """Pass one event to one subscriber in order; returns its frame once encoded, so the
+        next subscriber reuses it (``held``: the same for events that were waiting)."""
         if sub.pending is not None:
             if len(sub.pending) >= PENDING_LIMIT:
                 sub.pending.clear()
                 sub.overflow = True
             sub.pending.append(message)
-            return
+            return frame
         if message.epoch != sub.epoch:
             if sub.epoch or sub.seen:
                 # The store lost its state (Redis came back empty) and numbers from 1 again:
                 # re-assert our connections and give this client a fresh sync.
                 self._want_resync(sub, message)
                 self._reassert(sub.channel)
-                return
+                return frame
             sub.epoch = message.epoch  # the channel's first event: its epoch begins
         if message.seq <= sub.seen:
-            return  # already in the client's sync
+            return frame  # already in the client's sync
         if message.seq != sub.seen + 1:
             self._hold_ahead(sub, message)
-            return
-        self._pass(sub, message, frames)
-        while sub.ahead:
-            following = sub.ahead.pop(sub.seen + 1, None)
-            if following is None:
-                return  # still waiting for another one; the channel's timer runs on
-            self.reordered += 1
-            self._pass(sub, following, frames)
-
-    def _pass(
-        self, sub: PresenceSub, message: BusMessage, frames: dict[int, Outgoing] | None
-    ) -> None:
+            return frame
         sub.seen = message.seq
         if sub.diff:
             sub.batch_event(message, self._diff_window)
-            return
-        sub.peer.send(_frame(message, frames))
+        else:
+            frame = frame or client_frame(message)
+            sub.peer.send(frame)
+        if sub.ahead:
+            self._pass_held(sub, held if held is not None else {})
+        return frame
+
+    def _pass_held(self, sub: PresenceSub, held: dict[int, Outgoing]) -> None:
+        """Pass on the events that waited for the one just passed, as far as they follow on."""
+        while sub.ahead:
+            message = sub.ahead.pop(sub.seen + 1, None)
+            if message is None:
+                return  # still waiting for another one; the channel's timer runs on
+            self.reordered += 1
+            sub.seen = message.seq
+            if sub.diff:
+                sub.batch_event(message, self._diff_window)
+                continue
+            frame = held.get(message.seq)
+            if frame is None:
+                frame = held[message.seq] = client_frame(message)
+            sub.peer.send(frame)
 
     def _hold_ahead(self, sub: PresenceSub, message: BusMessage) -> None:
         """An event ahead of the next one. Instances that publish after their script (sharded
@@ -338,13 +353,3 @@ class PresenceViews:
         if sub.overflow:
             sub.overflow = False
             self._want_resync(sub)
-
-
-def _frame(message: BusMessage, frames: dict[int, Outgoing] | None) -> Outgoing:
-    """The client frame of ``message``, encoded once per delivery (``frames``: seq -> frame)."""
-    if frames is None:
-        return client_frame(message)
-    frame = frames.get(message.seq)
-    if frame is None:
-        frame = frames[message.seq] = client_frame(message)
-    return frame

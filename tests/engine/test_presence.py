@@ -313,3 +313,18 @@ async def test_too_many_events_ahead_resync_at_once(monkeypatch: pytest.MonkeyPa
     await wait_until_async(lambda: len(peer.of("presence_sync")) == 2, timeout=5)
     assert peer.trace() == [("presence_sync", 0), ("presence_sync", 5)]
     await room.views.close()
+
+
+async def test_crossed_events_held_during_the_sync_pass_in_order() -> None:
+    room = Room(order_wait=60)
+    peer = RecordingPeer()
+    room.sync.gate.clear()
+    subscribing = asyncio.create_task(room.subscribe(peer))
+    await wait_until_async(lambda: room.sync.calls == 1, timeout=5)
+    room.deliver(3, 2, 1)  # crossed on the way, while the sync is read (at version 1)
+    room.sync.snapshot = Snapshot(1, "e1", members(1))
+    room.sync.gate.set()
+    await asyncio.wait_for(subscribing, 5)
+    assert peer.trace() == [("presence_sync", 1), ("presence_join", 2), ("presence_join", 3)]
+    assert (room.views.resyncs, room.sync.calls) == (0, 1)
+    await room.views.close()

@@ -58,4 +58,5 @@ def build_node(settings: Settings) -> Node:
         settings.presence_ttl,
         max_meta_bytes=settings.presence_max_meta_bytes,
         diff_window=settings.presence_diff_window_ms / 1000,
+        start_timeout=settings.start_timeout,
     )

@@ -22,7 +22,7 @@ PLUGIN = '''
 import asyncio
 import logging
 
-from realtime.errors import ConfigError
+from realtime.errors import BrokerError, ConfigError
 
 log = logging.getLogger("hang")
 
@@ -45,6 +45,8 @@ class HangBroker:
         self.seconds = seconds
 
     async def start(self, deliver):
+        if self.seconds == 0:
+            raise BrokerError("nothing listens at 127.0.0.1:1")
         while True:
             log.warning("hang broker: connect failed, retrying")
             await asyncio.sleep(self.seconds)
@@ -153,3 +155,20 @@ def test_a_start_past_its_bound_exits_with_one_line(plugin_path: Path, tmp_path:
     # Nothing was ever bound: the port is free for anyone.
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
+
+
+def test_a_start_that_raises_exits_with_one_line(plugin_path: Path, tmp_path: Path) -> None:
+    log = tmp_path / "gw.log"
+    process = gateway(plugin_path, free_port(), log, BROADCAST_HANG_RETRY_SECONDS="0")
+    try:
+        code = process.wait(30)
+    finally:
+        stop(process)
+    text = log.read_text()
+    assert code == 3, text
+    failures = [line for line in text.splitlines() if "start-up failed" in line]
+    assert len(failures) == 1, text
+    assert failures[0].endswith(
+        "start-up failed: broker HangBroker failed to start: nothing listens at 127.0.0.1:1"
+    )
+    assert "Traceback" not in text

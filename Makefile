@@ -63,7 +63,11 @@ test-uvicorn-floor: $(FLOOR_STAMP) services
 
 # Wheels of the core and every plugin in dist/, so that the extras resolve from the repo:
 #   make dist && pip install --find-links dist 'realtime-mq[kafka,rabbitmq]'
+# setuptools' build/ directories are emptied first: a module deleted from the tree would
+# otherwise stay there and be packed into the wheel again.
+BUILD_DIRS := build plugins/realtime-mq-kafka/build plugins/realtime-mq-rabbitmq/build tests/example_plugin/build
 dist: install
+	rm -rf $(BUILD_DIRS)
 	$(PY) -m pip wheel -q --no-deps -w dist . plugins/realtime-mq-kafka plugins/realtime-mq-rabbitmq
 
 # Benchmarks (needs Go for the load generator): `make bench BENCH_ARGS="--quick"`.
@@ -78,4 +82,4 @@ typecheck: install
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) $(VENV_FLOOR) dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV_FLOOR) dist $(BUILD_DIRS) .pytest_cache .mypy_cache .ruff_cache

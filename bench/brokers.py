@@ -25,11 +25,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from realtime_rabbitmq.testing import rabbitmq_server
-
 from realtime.testing.gateway import spawn_gateway, ws_client
 from realtime.testing.services import redis_server
 from realtime_kafka.testing import kafka_server
+from realtime_rabbitmq.testing import rabbitmq_server
 
 BROKERS = ("redis", "kafka", "rabbitmq")
 

@@ -419,9 +419,12 @@ def run_scenario(name: str, plan: Plan, servers: list[Server], loadgen_cpu: str)
 
 
 def make_servers(target: str, args: argparse.Namespace, redis_url: str | None) -> list[Server]:
-    if target == "baseline":
+    if target == "baseline" and not args.baseline_cmd:
         return [Server("baseline", BASELINE_COMMAND, {}, free_port(), args.server_cpu)]
-    cmd = shlex.split(args.realtime_cmd) if args.realtime_cmd else REALTIME_COMMAND
+    # --baseline-cmd makes the baseline another build of the gateway (main before a change),
+    # started exactly as the realtime target is: the ratio is then after/before, same run.
+    given = args.baseline_cmd if target == "baseline" else args.realtime_cmd
+    cmd = shlex.split(given) if given else REALTIME_COMMAND
     n = 2 if args.two_instances else 1
     servers = []
     for i in range(n):
@@ -434,7 +437,7 @@ def make_servers(target: str, args: argparse.Namespace, redis_url: str | None) -
         }
         if redis_url:
             env.update(redis_env(redis_url))
-        servers.append(Server(f"realtime-{i}", cmd, env, port, args.server_cpu))
+        servers.append(Server(f"{target}-{i}", cmd, env, port, args.server_cpu))
     return servers
 
 
@@ -686,6 +689,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     default_cmd = shlex.join(REALTIME_COMMAND)
     p.add_argument("--realtime-cmd", help=f"command for the gateway (default: {default_cmd})")
+    p.add_argument(
+        "--baseline-cmd",
+        help="run another gateway build as the baseline, started like the gateway (for example "
+        "'env PYTHONPATH=../before python -m realtime' for a checkout of main before a change)",
+    )
     p.add_argument("--redis-url", help="run the gateway with BROADCAST_MQ_TYPE=redis on this Redis")
     p.add_argument(
         "--start-redis",

@@ -110,7 +110,7 @@ def server_options(settings: Settings) -> dict[str, Any]:
     """uvicorn's options for our protocol settings; tests start servers with the same. The
     WebSocket protocol is the direct path's when the installed uvicorn supports it (checked
     here, at start-up), else uvicorn's own, with one warning line."""
-    # Imported here: the rest of the CLI never needs uvicorn's internals.
+    # Imported here so that `realtime --help` and a bad setting's exit stay quick.
     from realtime.server.direct import choose_protocol
 
     return {

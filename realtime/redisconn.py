@@ -75,7 +75,7 @@ class _SentinelMaster(aioredis.Redis):
 
 
 def cluster(deployment: RedisDeployment, **options: Any) -> RedisCluster:
-    """A cluster client seeded with ``deployment.url``; it learns the other nodes itself."""
+    """A cluster client that starts from ``deployment.url``; it learns the other nodes itself."""
     parts = urlsplit(deployment.url)
     # Settings allow only database 0 here; redis-py's cluster client takes no database at all.
     url = urlunsplit((parts.scheme, parts.netloc, "", parts.query, ""))

@@ -111,9 +111,9 @@ class Node:
         store: PresenceStore,
         presence_ttl: int,
         *,
-        max_meta_bytes: int = 2048,
-        diff_window: float = 0.1,
-        start_timeout: float | None = None,
+        max_meta_bytes: int,
+        diff_window: float,
+        start_timeout: float,
     ) -> None:
         self.start_timeout = start_timeout
         self.brokers: dict[Kind, Broker] = {BROADCAST: broker, PRESENCE: presence_bus}
@@ -127,7 +127,6 @@ class Node:
         watchers = functools.partial(self.hub.local, PRESENCE)
         self._views = PresenceViews(store.sync, watchers, self._reassert, diff_window)
         self._upkeep = Upkeep(store, presence_ttl, self._entries, self._served, self._views.check)
-        self.reap_interval = self._upkeep.reap_interval
 
     # --- lifecycle ------------------------------------------------------------------------------
 

@@ -94,9 +94,7 @@ class PresenceViews:
     """The presence order of every local subscriber, one :class:`PresenceSub` per
     (peer, channel), and one resync task per channel at most."""
 
-    def __init__(
-        self, sync: Sync, local: Local, reassert: Reassert, diff_window: float = 0.1
-    ) -> None:
+    def __init__(self, sync: Sync, local: Local, reassert: Reassert, diff_window: float) -> None:
         self._sync = sync
         self._local = local
         self._reassert = reassert

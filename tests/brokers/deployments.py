@@ -9,8 +9,7 @@ from redis.crc import key_slot
 
 from realtime.brokers.redis.common import topic
 from realtime.config import RedisDeployment
-from realtime.testing.services import RedisClusterSetup as RedisCluster
-from realtime.testing.services import RedisSentinelSetup
+from realtime.testing.services import RedisClusterSetup, RedisSentinelSetup
 
 
 def sentinel_deployment(setup: RedisSentinelSetup) -> RedisDeployment:
@@ -18,7 +17,7 @@ def sentinel_deployment(setup: RedisSentinelSetup) -> RedisDeployment:
     return RedisDeployment("redis://127.0.0.1:6379/0", tuple(setup.sentinels), setup.master_name)
 
 
-def slot_owner(cluster: RedisCluster, slot: int) -> tuple[str, int]:
+def slot_owner(cluster: RedisClusterSetup, slot: int) -> tuple[str, int]:
     """The (host, port) of the master serving ``slot``, as the cluster itself says."""
     host, port = cluster.nodes[0]
     with redis.Redis(host=host, port=port, socket_timeout=5) as client:
@@ -28,7 +27,7 @@ def slot_owner(cluster: RedisCluster, slot: int) -> tuple[str, int]:
     raise LookupError(f"no master serves slot {slot}")
 
 
-def channel_on_node(cluster: RedisCluster, index: int) -> str:
+def channel_on_node(cluster: RedisClusterSetup, index: int) -> str:
     """A fresh channel whose broadcast topic lives on ``cluster.nodes[index]``."""
     ranges: list[tuple[int, int]] = []
     host, port = cluster.nodes[0]

@@ -15,8 +15,8 @@ from realtime.brokers.redis.cluster import RedisClusterBroker
 from realtime.brokers.redis.factory import RedisBrokers, for_deployment
 from realtime.config import RedisDeployment
 from realtime.testing import BrokerContract
-from realtime.testing.services import RedisClusterSetup as RedisCluster
 from realtime.testing.services import (
+    RedisClusterSetup,
     RedisSentinelSetup,
     RedisServer,
     RestartUnsupported,
@@ -110,7 +110,7 @@ class TestRedisSentinelBroker(BrokerContract):
 
 
 @pytest.fixture(scope="module")
-def own_cluster() -> Iterator[RedisCluster]:
+def own_cluster() -> Iterator[RedisClusterSetup]:
     with redis_cluster() as cluster:
         yield cluster
 
@@ -121,11 +121,11 @@ class TestRedisClusterBroker(BrokerContract):
     the restart cases stop and start that node only: the one owning the channel's slot."""
 
     @pytest.fixture(autouse=True)
-    def _cluster(self, own_cluster: RedisCluster) -> None:
+    def _cluster(self, own_cluster: RedisClusterSetup) -> None:
         self.cluster = own_cluster
 
     @pytest.fixture
-    def channel(self, own_cluster: RedisCluster) -> str:
+    def channel(self, own_cluster: RedisClusterSetup) -> str:
         return channel_on_node(own_cluster, 0)
 
     async def make_broker(self) -> Broker:
@@ -134,7 +134,7 @@ class TestRedisClusterBroker(BrokerContract):
     async def stop_server(self) -> None:
         if self.cluster.kind != "native":
             pytest.skip("cluster given by REDIS_CLUSTER_NODES: we do not own its nodes")
-        # RedisCluster.stop() stops every node; the contract wants the channel's owner down.
+        # RedisClusterSetup.stop() stops every node; the contract wants the channel's owner down.
         self.cluster._procs[0].stop()
 
     async def start_server(self) -> None:

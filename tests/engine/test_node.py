@@ -39,7 +39,15 @@ async def node() -> AsyncIterator[Node]:
     bus = MemoryBus()  # this test's own: nothing else publishes on it
     # A TTL long enough that the refresh loop (every TTL/3) never runs within a test.
     store = ForgetfulPresence(ttl=60)
-    node = Node(MemoryBroker(bus), MemoryBroker(bus), store, 60, diff_window=0)
+    node = Node(
+        MemoryBroker(bus),
+        MemoryBroker(bus),
+        store,
+        60,
+        max_meta_bytes=2048,
+        diff_window=0,
+        start_timeout=10,
+    )
     await node.start()
     yield node
     await node.close()

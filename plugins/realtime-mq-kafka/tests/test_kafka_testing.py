@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import Iterator
 
@@ -10,7 +11,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from realtime.testing.services import RestartUnsupported
+from realtime.testing.services import RestartUnsupported, backend
 from realtime.testing.waiting import free_port
 from realtime_kafka.testing import KafkaServer, kafka_ready, kafka_server
 
@@ -87,3 +88,16 @@ async def test_kafka_produce_after_restart(kafka: KafkaServer) -> None:
     await produce(kafka.bootstrap, topic, b"after")
     # Same log dir: the record written before the restart is still there.
     assert await consume(kafka.bootstrap, topic, 2) == [b"before", b"after"]
+
+
+@pytest.mark.integration
+def test_a_cluster_id_that_starts_with_a_dash_still_formats(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A random base64url id starts with "-" one time in 64; Kafka's storage tool then read it
+    # as an option ("argument --cluster-id/-t: expected one argument") and the start failed.
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or backend() != "native":
+        pytest.skip("the storage is formatted only when Kafka is started natively")
+    monkeypatch.setattr("realtime_kafka.testing._cluster_id", lambda: "-8hUNAgOR36Jrr2BXkhMNA")
+    with kafka_server() as server:
+        assert kafka_ready(server.bootstrap, timeout=20)

@@ -6,9 +6,9 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from realtime_rabbitmq.testing import RabbitMQServer, rabbitmq_server
 
 from realtime.testing.services import RedisServer, redis_server
+from realtime_rabbitmq.testing import RabbitMQServer, rabbitmq_server
 
 
 @pytest.fixture(scope="session")

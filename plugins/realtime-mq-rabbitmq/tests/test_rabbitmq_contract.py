@@ -7,15 +7,15 @@ import uuid
 from typing import ClassVar
 
 import pytest
-from realtime_rabbitmq import RabbitMQBroker, RabbitMQOptions
-from realtime_rabbitmq import broker as broker_module
-from realtime_rabbitmq.testing import RabbitMQServer
 
 from realtime.brokers.base import Broker
 from realtime.errors import BrokerError
 from realtime.testing import BrokerContract, Inbox
 from realtime.testing.services import RestartUnsupported
 from realtime.testing.waiting import free_port
+from realtime_rabbitmq import RabbitMQBroker, RabbitMQOptions
+from realtime_rabbitmq import broker as broker_module
+from realtime_rabbitmq.testing import RabbitMQServer
 
 pytestmark = pytest.mark.integration
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from realtime_rabbitmq.testing import RabbitMQServer
 
 from realtime.testing.flows import check_broadcasts_cross, check_presence_crosses
 from realtime.testing.gateway import GatewayProcess, spawn_gateway, ws_client
 from realtime.testing.services import RedisServer, RestartUnsupported
 from realtime.testing.waiting import wait_until_async
+from realtime_rabbitmq.testing import RabbitMQServer
 
 pytestmark = pytest.mark.integration
 

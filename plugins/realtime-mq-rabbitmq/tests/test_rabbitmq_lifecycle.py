@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 
 import pytest
-from realtime_rabbitmq import RabbitMQBroker, RabbitMQOptions
-from realtime_rabbitmq import broker as broker_module
 
 from realtime.errors import BrokerError
 from realtime.testing import Inbox
 from realtime.testing.waiting import free_port
+from realtime_rabbitmq import RabbitMQBroker, RabbitMQOptions
+from realtime_rabbitmq import broker as broker_module
 
 
 async def test_start_against_nothing_returns_not_ready_and_closes_cleanly(monkeypatch) -> None:  # type: ignore[no-untyped-def]

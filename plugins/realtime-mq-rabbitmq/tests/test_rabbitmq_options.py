@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from realtime_rabbitmq import RabbitMQBroker, RabbitMQOptions
 
 from realtime.brokers.registry import load_broker
 from realtime.errors import ConfigError
 from realtime.testing.gateway import make_settings
+from realtime_rabbitmq import RabbitMQBroker, RabbitMQOptions
 
 URL = "amqp://user:secret@mq.example:5672/vh"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from realtime_rabbitmq.routing import (
     CHANNEL_HEADER,
     KIND_HEADER,

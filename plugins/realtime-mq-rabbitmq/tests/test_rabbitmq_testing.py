@@ -9,10 +9,10 @@ from urllib.parse import urlsplit, urlunsplit
 import aio_pika
 import aiormq.exceptions
 import pytest
-from realtime_rabbitmq.testing import RabbitMQServer, login_works, rabbitmq_server
 
 from realtime.testing.services import RestartUnsupported
 from realtime.testing.waiting import free_port, wait_until_async
+from realtime_rabbitmq.testing import RabbitMQServer, login_works, rabbitmq_server
 
 
 def unique(prefix: str) -> str:

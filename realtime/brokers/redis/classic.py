@@ -24,7 +24,7 @@ from realtime.brokers.redis.common import (
     BACKOFF_START,
     Confirmations,
     Publisher,
-    split_topic,
+    hand_over,
     topic,
 )
 from realtime.config import RedisDeployment
@@ -120,7 +120,9 @@ class RedisBroker:
                     if message is None:
                         continue
                     if message["type"] == "message":
-                        await self._deliver(deliver, message)
+                        name = message["channel"]
+                        name = name.decode() if isinstance(name, bytes) else name
+                        await hand_over(deliver, name, message["data"])
                     elif message["type"] == "subscribe":
                         self._confirm.confirmed(message["channel"])
             except asyncio.CancelledError:
@@ -134,16 +136,6 @@ class RedisBroker:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_CAP)
-
-    async def _deliver(self, deliver: Deliver, message: dict[str, Any]) -> None:
-        name = message["channel"]
-        target = split_topic(name.decode() if isinstance(name, bytes) else name)
-        if target is None:
-            return
-        try:
-            await deliver(target[0], target[1], message["data"])
-        except Exception:
-            log.exception("deliver failed", extra={"topic": name})
 
     async def close(self) -> None:
         if self._closed:

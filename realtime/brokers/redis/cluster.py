@@ -208,9 +208,9 @@ class RedisClusterBroker:
             self._refresh.clear()
 
     async def _load_slots(self) -> list[tuple[int, int, str]]:
-        """CLUSTER SLOTS from the first node that answers: known masters, then the seed."""
-        seed = urlsplit(self.deployment.url)
-        candidates = [*self._readers, f"{seed.hostname or '127.0.0.1'}:{seed.port or 6379}"]
+        """CLUSTER SLOTS from the first node that answers: known masters, then the start node."""
+        start = urlsplit(self.deployment.url)
+        candidates = [*self._readers, f"{start.hostname or '127.0.0.1'}:{start.port or 6379}"]
         failure: Exception = RedisClusterException("no cluster node to ask")
         for name in dict.fromkeys(candidates):
             host, _, port = name.rpartition(":")

@@ -12,11 +12,15 @@ import collections
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisClusterException, RedisError
 
 from realtime.errors import BrokerError
 from realtime.wire.messages import KINDS, Kind
+
+if TYPE_CHECKING:
+    from realtime.brokers.base import Deliver
 
 log = logging.getLogger("realtime.broker.redis")
 BACKOFF_START = 0.1
@@ -38,6 +42,17 @@ def split_topic(name: str) -> tuple[Kind, str] | None:
         if kind == known and channel:
             return known, channel
     return None
+
+
+async def hand_over(deliver: Deliver, name: str, data: bytes) -> None:
+    """Pass one Pub/Sub message on; a failing ``deliver`` is logged, never ends the reader."""
+    target = split_topic(name)
+    if target is None:
+        return  # not one of ours (the keep-alive topic, a foreign publisher's name)
+    try:
+        await deliver(target[0], target[1], data)
+    except Exception:
+        log.exception("deliver failed", extra={"topic": name})
 
 
 class Confirmations:

@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from realtime import redisconn
-from realtime.brokers.redis.common import BACKOFF_CAP, BACKOFF_START, Confirmations, split_topic
+from realtime.brokers.redis.common import BACKOFF_CAP, BACKOFF_START, Confirmations, hand_over
 
 if TYPE_CHECKING:
     from realtime.brokers.base import Deliver
@@ -160,13 +160,7 @@ class NodeReader:
         raw = message["channel"]
         name = raw.decode() if isinstance(raw, bytes) else str(raw)
         if kind in ("smessage", "message"):
-            target = split_topic(name)
-            if target is None:
-                return
-            try:
-                await self._deliver(target[0], target[1], message["data"])
-            except Exception:
-                log.exception("deliver failed", extra={"topic": name})
+            await hand_over(self._deliver, name, message["data"])
         elif kind == self._sub:
             self._confirm.confirmed(name)
         elif kind == self._unsub:

@@ -152,7 +152,13 @@ class KafkaServer(Service):
             "-cp",
             f"{libs}/*",
         ]
-        format_argv = [*jvm, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c"]
+        format_argv = [
+            *jvm,
+            "kafka.tools.StorageTool",
+            "format",
+            f"--cluster-id={_cluster_id()}",
+            "-c",
+        ]
         self._format = Process([*format_argv, str(props)], tmp / "format.log", cwd=tmp)
         self.add_process(Process([*jvm, "kafka.Kafka", str(props)], tmp / "kafka.log", cwd=tmp))
 

@@ -39,10 +39,11 @@ class HangBroker:
             raise ConfigError(
                 "BROADCAST_HANG_RETRY_SECONDS", f"{level!r} is not a number of seconds"
             ) from None
-        return cls(seconds)
+        return cls(seconds, settings.get("BROADCAST_HANG_CLOSE") == "never")
 
-    def __init__(self, seconds):
+    def __init__(self, seconds, close_hangs):
         self.seconds = seconds
+        self.close_hangs = close_hangs
 
     async def start(self, deliver):
         if self.seconds == 0:
@@ -54,7 +55,9 @@ class HangBroker:
     async def publish(self, kind, channel, data): ...
     async def subscribe(self, kind, channel): ...
     async def unsubscribe(self, kind, channel): ...
-    async def close(self): ...
+    async def close(self):
+        if self.close_hangs:
+            await asyncio.Event().wait()
 '''
 
 
@@ -139,7 +142,10 @@ def test_a_stop_signal_ends_a_start_that_never_returns(
 def test_a_start_past_its_bound_exits_with_one_line(plugin_path: Path, tmp_path: Path) -> None:
     port = free_port()
     log = tmp_path / "gw.log"
-    process = gateway(plugin_path, port, log, START_TIMEOUT_SECONDS="1")
+    # Its close() hangs too: the same bound ends it.
+    process = gateway(
+        plugin_path, port, log, START_TIMEOUT_SECONDS="1", BROADCAST_HANG_CLOSE="never"
+    )
     try:
         code = process.wait(30)
     finally:
@@ -151,6 +157,7 @@ def test_a_start_past_its_bound_exits_with_one_line(plugin_path: Path, tmp_path:
     assert failures[0].endswith(
         "start-up failed: broker HangBroker did not start within 1s (START_TIMEOUT_SECONDS)"
     )
+    assert "closing the brokers and presence store took over 1s; exiting anyway" in text
     assert "Traceback" not in text
     # Nothing was ever bound: the port is free for anyone.
     with socket.socket() as sock:

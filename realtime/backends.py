@@ -59,4 +59,5 @@ def build_node(settings: Settings) -> Node:
         max_meta_bytes=settings.presence_max_meta_bytes,
         diff_window=settings.presence_diff_window_ms / 1000,
         order_wait=settings.presence_order_wait_ms / 1000,
+        start_timeout=settings.start_timeout,
     )

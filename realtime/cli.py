@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 
 from realtime import __version__
-from realtime.brokers.registry import available, check_broker
+from realtime.brokers.registry import available, check_broker_settings
 from realtime.config import OPTIONS, Settings, describe, load_settings
 from realtime.errors import ConfigError
 
@@ -64,7 +64,8 @@ def parser() -> argparse.ArgumentParser:
 def settings_or_exit() -> Settings:
     try:
         settings = load_settings()
-        check_broker(settings.broker)
+        # The plugin's own settings too, before anything is logged or bound.
+        check_broker_settings(settings)
     except ConfigError as exc:
         print(f"realtime: bad setting {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -87,6 +88,11 @@ def serve(settings: Settings, workers: int = 1) -> None:
         settings.host,
         settings.port,
         describe(settings),
+    )
+    # Safer than the seed, which took a body of any size: say so once.
+    log.info(
+        "/api/event bodies over %d bytes get 413 (HTTP_MAX_BODY_BYTES; the seed had no cap)",
+        settings.http_max_body_bytes,
     )
     if workers > 1 and settings.broker == "memory":
         log.warning("--workers %d with the memory broker: each worker is its own island", workers)

@@ -6,6 +6,7 @@ with a :class:`ConfigError` naming the variable and what it accepts.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from urllib.parse import quote, urlsplit
 
 from starlette.config import Config
 
+from realtime.brokers.base import EDGE_MAX_BYTES
 from realtime.errors import ConfigError
 
 T = TypeVar("T")
@@ -62,7 +64,22 @@ OPTIONS: tuple[Option, ...] = (
     Option("LOG_LEVEL", "info", "debug | info | warning | error"),
     Option("WS_PING_INTERVAL_SECONDS", "20", "seconds between WebSocket pings; 0 disables"),
     Option("WS_PING_TIMEOUT_SECONDS", "20", "seconds to wait for a pong before closing"),
-    Option("WS_MAX_FRAME_BYTES", "65536", "largest client frame; larger ones close with 1009"),
+    Option(
+        "WS_MAX_FRAME_BYTES",
+        "65536",
+        f"largest client frame, at most {EDGE_MAX_BYTES}; larger ones close with 1009",
+    ),
+    # The largest a broker is handed (brokers.base.MAX_MESSAGE_BYTES) less the bus envelope.
+    Option(
+        "HTTP_MAX_BODY_BYTES",
+        str(EDGE_MAX_BYTES),
+        f"largest /api/event body, at most {EDGE_MAX_BYTES}; larger ones get 413",
+    ),
+    Option(
+        "START_TIMEOUT_SECONDS",
+        "30",
+        "bound on each broker's and the presence store's start; past it the gateway exits",
+    ),
     Option("WS_SEND_QUEUE_SIZE", "1024", "frames queued per connection before it closes 4008"),
 )
 
@@ -128,6 +145,8 @@ class Settings:
     ws_ping_timeout: float | None
     ws_max_frame_bytes: int
     ws_send_queue_size: int
+    http_max_body_bytes: int
+    start_timeout: float
     env: Mapping[str, str] = field(repr=False)
 
     def get(self, name: str, default: str | None = None) -> str | None:
@@ -173,7 +192,14 @@ def load_settings(
         redis=_redis_deployment(env, broker),
         presence_store=presence_store,
         presence_ttl=_parse(env, "PRESENCE_TTL_SECONDS", int, "a whole number of seconds >= 1", 1),
-        presence_max_meta_bytes=_parse(env, "PRESENCE_MAX_META_BYTES", int, "a byte count >= 2", 2),
+        presence_max_meta_bytes=_parse(
+            env,
+            "PRESENCE_MAX_META_BYTES",
+            int,
+            f"a byte count from 2 to {EDGE_MAX_BYTES}",
+            2,
+            EDGE_MAX_BYTES,
+        ),
         presence_max_members=_parse(env, "PRESENCE_MAX_MEMBERS", int, "a member count >= 0"),
         presence_diff_window_ms=_parse(
             env, "PRESENCE_DIFF_WINDOW_MS", int, "a whole number of milliseconds >= 0"
@@ -188,8 +214,31 @@ def load_settings(
         log_level=_choice("LOG_LEVEL", env.value("LOG_LEVEL").lower(), LOG_LEVELS),
         ws_ping_interval=ping_interval or None,
         ws_ping_timeout=ping_timeout or None,
-        ws_max_frame_bytes=_parse(env, "WS_MAX_FRAME_BYTES", int, "a byte count >= 256", 256),
+        ws_max_frame_bytes=_parse(
+            env,
+            "WS_MAX_FRAME_BYTES",
+            int,
+            f"a byte count from 256 to {EDGE_MAX_BYTES}",
+            256,
+            EDGE_MAX_BYTES,
+        ),
         ws_send_queue_size=_parse(env, "WS_SEND_QUEUE_SIZE", int, "a frame count >= 1", 1),
+        http_max_body_bytes=_parse(
+            env,
+            "HTTP_MAX_BODY_BYTES",
+            int,
+            f"a byte count from 64 to {EDGE_MAX_BYTES}",
+            64,
+            EDGE_MAX_BYTES,
+        ),
+        start_timeout=_parse(
+            env,
+            "START_TIMEOUT_SECONDS",
+            float,
+            "a number of seconds from 0.001 to 86400",
+            0.001,
+            86400,
+        ),
         env=merged,
     )
 
@@ -209,14 +258,15 @@ def _parse(
     cast: Callable[[str], T],
     accepts: str,
     minimum: float = 0,
-    maximum: float | None = None,
+    maximum: float = math.inf,
 ) -> T:
     text = env.value(name)
     try:
         value = cast(text)
     except ValueError:
         raise ConfigError(name, f"{text!r} is not {accepts}") from None
-    if value < minimum or (maximum is not None and value > maximum):  # type: ignore[operator]
+    # `not minimum <= value` also refuses NaN.
+    if not minimum <= value <= maximum:  # type: ignore[operator]
         raise ConfigError(name, f"{text!r} is not {accepts}")
     return value
 

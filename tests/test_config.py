@@ -52,6 +52,14 @@ def test_server_addr_with_host() -> None:
         ("PRESENCE_STORE", "mongo"),
         ("LOG_LEVEL", "loud"),
         ("WS_MAX_FRAME_BYTES", "-1"),
+        # No edge may let through more than a broker is promised (brokers.base).
+        ("WS_MAX_FRAME_BYTES", "1047553"),
+        ("HTTP_MAX_BODY_BYTES", "1047553"),
+        ("HTTP_MAX_BODY_BYTES", "ten"),
+        ("PRESENCE_MAX_META_BYTES", "1047553"),
+        ("START_TIMEOUT_SECONDS", "0"),
+        ("START_TIMEOUT_SECONDS", "inf"),
+        ("START_TIMEOUT_SECONDS", "nan"),
         ("WS_PING_INTERVAL_SECONDS", "often"),
     ],
 )

@@ -11,16 +11,23 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
 
 import msgspec
 
-from realtime.brokers.base import Broker, PipelinedBroker
+from realtime.brokers.base import MAX_MESSAGE_BYTES, Broker, PipelinedBroker
 from realtime.engine.hub import Hub, Peer
 from realtime.engine.presence import PresenceViews
 from realtime.engine.upkeep import Upkeep
-from realtime.errors import BrokerError, FrameError, PresenceError, PresenceFull
+from realtime.errors import (
+    BrokerError,
+    FrameError,
+    PresenceError,
+    PresenceFull,
+    RealtimeError,
+    StartError,
+)
 from realtime.presence.base import Entry, PresenceStore
 from realtime.wire.messages import (
     BROADCAST,
@@ -67,6 +74,35 @@ def refusing(channel: str) -> Iterator[None]:
         raise FrameError("publish_failed", str(exc), channel) from exc
 
 
+def _sized(data: bytes, channel: str) -> bytes:
+    # The edges cap bodies and frames below MAX_MESSAGE_BYTES; only a very long user id could
+    # still push the envelope over, and no broker is ever handed more than it promised.
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise FrameError(
+            "message_too_large",
+            f"the message is {len(data)} bytes on the bus, more than the {MAX_MESSAGE_BYTES}"
+            " a broker carries",
+            channel,
+        )
+    return data
+
+
+async def _within(start: Awaitable[None], seconds: float | None, what: str) -> None:
+    try:
+        async with asyncio.timeout(seconds) as bound:
+            await start
+    except TimeoutError:
+        if not bound.expired():
+            raise StartError(f"{what} failed to start: TimeoutError") from None
+        raise StartError(
+            f"{what} did not start within {seconds:g}s (START_TIMEOUT_SECONDS)"
+        ) from None
+    except RealtimeError as exc:
+        raise StartError(f"{what} failed to start: {exc}") from exc
+    except Exception as exc:
+        raise StartError(f"{what} failed to start: {type(exc).__name__}: {exc}") from exc
+
+
 class Node:
     def __init__(
         self,
@@ -78,7 +114,9 @@ class Node:
         max_meta_bytes: int,
         diff_window: float,
         order_wait: float,
+        start_timeout: float,
     ) -> None:
+        self.start_timeout = start_timeout
         self.brokers: dict[Kind, Broker] = {BROADCAST: broker, PRESENCE: presence_bus}
         self._pipelined = broker if isinstance(broker, PipelinedBroker) else None
         self.hub = Hub(self.brokers)
@@ -94,9 +132,15 @@ class Node:
     # --- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start the brokers and the presence store, each within ``start_timeout`` seconds; raises
+        :class:`StartError` (one line, for the log) when one fails or takes longer. A plugin
+        whose first connect retries forever would otherwise hold the gateway's start for
+        ever."""
         for broker in self._distinct_brokers():
-            await broker.start(self.deliver)
-        await self.store.start(self._publish_presence)
+            what = f"broker {type(broker).__name__}"
+            await _within(broker.start(self.deliver), self.start_timeout, what)
+        store = f"presence store {type(self.store).__name__}"
+        await _within(self.store.start(self._publish_presence), self.start_timeout, store)
         self._upkeep.start()
 
     async def close(self) -> None:
@@ -155,7 +199,7 @@ class Node:
         match message:
             case Broadcast(channel=channel, event=event, payload=payload):
                 if self._pipelined is not None:
-                    data = bus_broadcast(channel, event, payload, peer.user_id)
+                    data = _sized(bus_broadcast(channel, event, payload, peer.user_id), channel)
                     return self._pipelined.publish_later(BROADCAST, channel, data)
                 await self.publish(channel, event, payload, peer.user_id)
             case Subscribe(channel=channel, listen=listen):
@@ -178,11 +222,11 @@ class Node:
     async def publish(
         self, channel: str, event: str, payload: msgspec.Raw, user_id: str = ""
     ) -> None:
-        """Publish a broadcast to every instance."""
+        """Publish a broadcast to every instance; FrameError ``message_too_large`` when its bus
+        message would exceed what brokers promise to carry."""
+        data = _sized(bus_broadcast(channel, event, payload, user_id), channel)
         try:
-            await self.brokers[BROADCAST].publish(
-                BROADCAST, channel, bus_broadcast(channel, event, payload, user_id)
-            )
+            await self.brokers[BROADCAST].publish(BROADCAST, channel, data)
         except BrokerError as exc:
             raise FrameError("publish_failed", str(exc), channel) from exc
 

@@ -1,12 +1,10 @@
-"""create_app(settings) -> Starlette; the lifespan wires brokers, presence and the node."""
+"""create_app(settings) -> the gateway's ASGI app: HTTP routes, /ws, and the lifespan
+(``lifespan.py``) that starts and stops the node."""
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import logging
 import uuid
-from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -17,8 +15,10 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from realtime.backends import build_node
-from realtime.config import Settings, describe
+from realtime.config import Settings
 from realtime.errors import FrameError
+from realtime.server.bodies import BodyTooLarge, read_capped
+from realtime.server.lifespan import Lifespan
 from realtime.server.websocket import WebSocketEndpoint
 from realtime.wire.messages import decode_event
 
@@ -35,27 +35,19 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
     connections create, which keeps its pause (and the fan-out's tail latency) short."""
     node = build_node(settings)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await node.start()
-        if freeze_gc:
-            gc.collect()
-            gc.freeze()
-        log.info("gateway ready: %s", describe(settings))
-        try:
-            yield
-        finally:
-            await node.close()
-
     async def post_event(request: Request) -> Response:
         try:
-            event = decode_event(await request.body())
+            body = await read_capped(request, settings.http_max_body_bytes)
+        except BodyTooLarge as exc:
+            return error(413, str(exc))
+        try:
+            event = decode_event(body)
         except FrameError as exc:
             return error(400, exc.message)
         try:
             await node.publish(event.channel, event.event, event.payload)
         except FrameError as exc:
-            return error(503, exc.message)
+            return error(413 if exc.code == "message_too_large" else 503, exc.message)
         # The id is the HTTP API's alone: WebSocket broadcasts need none, so none is made there.
         return JSONResponse({"status": "ok", "message_id": uuid.uuid4().hex})
 
@@ -83,23 +75,27 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
             allow_headers=["*"],
         )
     ]
-    http = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    http = Starlette(routes=routes, middleware=middleware)
     http.state.node = node
     http.state.settings = settings
-    return RealtimeApp(http, WebSocketEndpoint(node, settings))
+    return RealtimeApp(http, WebSocketEndpoint(node, settings), Lifespan(node, settings, freeze_gc))
 
 
 class RealtimeApp:
-    """``/ws`` goes straight to the WebSocket endpoint; everything else (HTTP, lifespan) to
-    Starlette. A connection then keeps no routing or middleware frames alive."""
+    """``/ws`` goes straight to the WebSocket endpoint, the lifespan to :class:`Lifespan`,
+    everything else (HTTP) to Starlette. A connection then keeps no routing or middleware
+    frames alive."""
 
-    def __init__(self, http: Starlette, websocket: WebSocketEndpoint) -> None:
+    def __init__(self, http: Starlette, websocket: WebSocketEndpoint, lifespan: Lifespan) -> None:
         self.http = http
         self.websocket = websocket
+        self.lifespan = lifespan
         self.state = http.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and scope["path"] == "/ws":
             await self.websocket(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self.lifespan(scope, receive, send)
         else:
             await self.http(scope, receive, send)

@@ -47,6 +47,7 @@ async def node() -> AsyncIterator[Node]:
         max_meta_bytes=2048,
         diff_window=0,
         order_wait=0,
+        start_timeout=10,
     )
     await node.start()
     yield node

@@ -16,9 +16,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from realtime.auth.notices import open_notices
 from realtime.backends import build_node
 from realtime.config import Settings, describe
 from realtime.errors import FrameError
+from realtime.server import logs
 from realtime.server.websocket import WebSocketEndpoint
 from realtime.wire.messages import decode_event
 
@@ -34,6 +36,7 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
     after start-up out of the collector's reach: a full collection then scans only what
     connections create, which keeps its pause (and the fan-out's tail latency) short."""
     node = build_node(settings)
+    logs.install()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -41,6 +44,8 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
         if freeze_gc:
             gc.collect()
             gc.freeze()
+        for notice in open_notices(settings):
+            log.warning(notice)
         log.info("gateway ready: %s", describe(settings))
         try:
             yield

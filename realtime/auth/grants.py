@@ -19,18 +19,28 @@ Action = Literal["subscribe", "publish", "presence"]
 ACTIONS: tuple[Action, ...] = ("subscribe", "publish", "presence")
 CLAIM = "channels"
 MAX_PATTERNS = 100
+MEMO_SIZE = 64
 
 
 class Grants:
-    """Compiled once per token; ``allows`` is a few regex matches."""
+    """Compiled once per token. Answers are remembered (a connection publishes to few
+    channels, many times): a repeat costs one dict lookup, not a regex per pattern."""
 
-    __slots__ = ("_rules",)
+    __slots__ = ("_memo", "_rules")
 
     def __init__(self, rules: list[tuple[re.Pattern[str], frozenset[str]]]) -> None:
         self._rules = rules
+        self._memo: dict[tuple[str, str], bool] = {}
 
     def allows(self, action: Action, channel: str) -> bool:
-        return any(action in rights and p.fullmatch(channel) for p, rights in self._rules)
+        key = (action, channel)
+        answer = self._memo.get(key)
+        if answer is None:
+            answer = any(action in rights and p.fullmatch(channel) for p, rights in self._rules)
+            if len(self._memo) >= MEMO_SIZE:
+                self._memo.clear()  # bounded: a client cycling through channels gains nothing
+            self._memo[key] = answer
+        return answer
 
     def __len__(self) -> int:
         return len(self._rules)

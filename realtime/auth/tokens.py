@@ -9,6 +9,7 @@ error message: errors say what is wrong with it, never what it holds.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ if TYPE_CHECKING:  # config imports realtime.auth.keys: no cycle at run time
     from realtime.config import Settings
 
 JWKS_FETCH_TIMEOUT = 5.0
+log = logging.getLogger("realtime.auth")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +128,16 @@ class Authenticator:
             jwk = await asyncio.to_thread(self._jwks.get_signing_key, kid)
         except jwt.PyJWKClientConnectionError:
             raise AuthError("the token's key set could not be fetched; try again", 503) from None
-        except jwt.PyJWKClientError:
-            raise AuthError("invalid token: its kid is not in the key set") from None
+        except jwt.PyJWKClientError as exc:
+            # PyJWT raises this one class for an unknown kid and for a set that is not an
+            # object (or has no signing key): only the first is the token's fault.
+            if str(exc).startswith("Unable to find a signing key"):
+                raise AuthError("invalid token: its kid is not in the key set") from None
+            log.warning("JWKS unusable: %s", exc)
+            raise AuthError("the token's key set is unusable; try again", 503) from None
+        except Exception as exc:  # a set that is not JSON, or has no usable key
+            log.warning("JWKS unusable: %s", type(exc).__name__)
+            raise AuthError("the token's key set is unusable; try again", 503) from None
         if jwk.algorithm_name not in JWKS_ALGORITHMS:
             raise AuthError("invalid token: its key set entry is not an asymmetric signing key")
         return jwk, [jwk.algorithm_name]

@@ -152,6 +152,9 @@ async def _lease_frame(
         await lease.refresh(message.token)
     except FrameError as exc:
         peer.send(refusal(exc, message.ref))
+    except Exception:
+        log.exception("refresh failed", extra={"user_id": peer.user_id})
+        peer.send(error_frame("internal_error", "the gateway failed", None, message.ref))
     else:
         if message.ref is not None:
             peer.send(ack_frame(message.ref))

@@ -97,10 +97,12 @@ class JwksServer(Server):
     def __init__(self, *keys: Keys) -> None:
         super().__init__()
         self.keys = list(keys)
+        self.body: bytes | None = None  # set: served instead of the keys
 
     def answer(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
         self.calls.append(time.monotonic())
-        reply(handler, 200, json.dumps({"keys": [k.jwk() for k in self.keys]}).encode())
+        data = json.dumps({"keys": [k.jwk() for k in self.keys]}).encode()
+        reply(handler, 200, data if self.body is None else self.body)
 
 
 class HookServer(Server):

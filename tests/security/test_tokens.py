@@ -169,3 +169,26 @@ async def test_rotated_jwks_is_fetched_on_an_unknown_kid_at_most_once_a_cooldown
     # The old key left the set: its tokens no longer verify (once the set is refetched).
     status, _body = await refused(jwks_gateway.ws_url, old.token({"sub": "r", **GRANT}))
     assert status == 401
+
+
+@pytest.mark.parametrize("body", [b"<html>not json</html>", b'{"keys": []}', b"[1, 2]"])
+async def test_an_unusable_jwks_answers_503_and_the_gateway_goes_on(
+    jwks: JwksServer, body: bytes
+) -> None:
+    jwks.body = body
+    settings = make_settings(JWT_JWKS_URL=jwks.url, JWT_JWKS_MIN_REFRESH_SECONDS="0")
+    async with run_gateway(settings) as gw:
+        token = jwks.keys[0].token({"sub": "j", **GRANT})
+        status, error = await refused(gw.ws_url, token)
+        assert status == 503 and "key set" in error
+        jwks.body = None  # the identity provider recovers
+        await accepted(gw.ws_url, token)
+
+
+async def test_an_unreachable_jwks_answers_503() -> None:
+    with JwksServer().running() as server:
+        url = server.url  # closed once this block ends: nothing listens there any more
+    settings = make_settings(JWT_JWKS_URL=url)
+    async with run_gateway(settings) as gw:
+        status, error = await refused(gw.ws_url, Keys("ec", "k").token({"sub": "j"}))
+        assert status == 503 and "could not be fetched" in error and "127.0.0.1" not in error

@@ -20,33 +20,65 @@ ACTIONS: tuple[Action, ...] = ("subscribe", "publish", "presence")
 CLAIM = "channels"
 MAX_PATTERNS = 100
 MEMO_SIZE = 64
+ALL = frozenset(ACTIONS)
+_RIGHTS: dict[frozenset[str], frozenset[str]] = {ALL: ALL}  # one object per set, shared
+
+
+# A compiled pattern: the exact name, a prefix (one trailing ``*``), or a regex for anything
+# else. Most grants are the first two; they need no regex object per connection.
+EXACT, PREFIX, REGEX = 0, 1, 2
+Rule = tuple[int, str, "re.Pattern[str] | None", frozenset[str]]
 
 
 class Grants:
     """Compiled once per token. Answers are remembered (a connection publishes to few
-    channels, many times): a repeat costs one dict lookup, not a regex per pattern."""
+    channels, many times): a repeat costs one dict lookup, not a match per pattern."""
 
     __slots__ = ("_memo", "_rules")
 
-    def __init__(self, rules: list[tuple[re.Pattern[str], frozenset[str]]]) -> None:
+    def __init__(self, rules: list[Rule]) -> None:
         self._rules = rules
-        self._memo: dict[tuple[str, str], bool] = {}
+        self._memo: dict[tuple[str, str], bool] | None = None
 
     def allows(self, action: Action, channel: str) -> bool:
         key = (action, channel)
-        answer = self._memo.get(key)
+        memo = self._memo
+        if memo is None:
+            memo = self._memo = {}
+        answer = memo.get(key)
         if answer is None:
-            answer = any(action in rights and p.fullmatch(channel) for p, rights in self._rules)
-            if len(self._memo) >= MEMO_SIZE:
-                self._memo.clear()  # bounded: a client cycling through channels gains nothing
-            self._memo[key] = answer
+            answer = any(action in rule[3] and _matches(rule, channel) for rule in self._rules)
+            if len(memo) >= MEMO_SIZE:
+                memo.clear()  # bounded: a client cycling through channels gains nothing
+            memo[key] = answer
         return answer
 
     def __len__(self) -> int:
         return len(self._rules)
 
 
+def _matches(rule: Rule, channel: str) -> bool:
+    kind, text, regex, _rights = rule
+    if kind == EXACT:
+        return channel == text
+    if kind == PREFIX:
+        return channel.startswith(text)
+    assert regex is not None
+    return regex.fullmatch(channel) is not None
+
+
 NONE = Grants([])
+
+
+def compile_rule(pattern: str, user_id: str, rights: frozenset[str]) -> Rule:
+    pieces = re.split(r"(\*|\{sub\})", pattern)
+    stars = pieces.count("*")
+    # The user id is substituted as text, after the wildcards were found: a "*" in it is
+    # no wildcard.
+    if stars == 0 or (stars == 1 and pieces[-2:] == ["*", ""]):
+        text = "".join(user_id if p == "{sub}" else p for p in pieces if p != "*")
+        return (EXACT if stars == 0 else PREFIX, text, None, rights)
+    return (REGEX, pattern, compile_pattern(pattern, user_id), rights)
 
 
 def compile_pattern(pattern: str, user_id: str) -> re.Pattern[str]:
@@ -71,7 +103,7 @@ def grants_from(claims: Mapping[str, object], user_id: str) -> Grants:
         raise ValueError(f"claim {CLAIM!r} must be an object of pattern -> list of rights")
     if len(claim) > MAX_PATTERNS:
         raise ValueError(f"claim {CLAIM!r} has more than {MAX_PATTERNS} patterns")
-    rules = []
+    rules: list[Rule] = []
     for pattern, rights in claim.items():
         if not isinstance(rights, list) or not all(isinstance(r, str) for r in rights):
             raise ValueError(f"claim {CLAIM!r}: the rights of {pattern!r} must be a list")
@@ -81,6 +113,6 @@ def grants_from(claims: Mapping[str, object], user_id: str) -> Grants:
                 f"claim {CLAIM!r}: unknown right {sorted(unknown)[0]!r} (expected "
                 f"{', '.join(ACTIONS)} or *)"
             )
-        granted = frozenset(ACTIONS) if "*" in rights else frozenset(rights)
-        rules.append((compile_pattern(pattern, user_id), granted))
+        granted = ALL if "*" in rights else _RIGHTS.setdefault(frozenset(rights), frozenset(rights))
+        rules.append(compile_rule(pattern, user_id, granted))
     return Grants(rules)

@@ -125,6 +125,12 @@ def test_token_policy_with_a_hook_needs_no_key() -> None:
         ("user:{sub}", "user:u.1", True),
         ("user:{sub}", "user:uX1", False),  # the id's "." is literal too
         ("*", "line\nbreak", True),
+        ("a*b", "a-x-b", True),
+        ("a*b", "a-x-bc", False),
+        ("a*b*", "a-b-c", True),
+        ("{sub}*", "u.1:x", True),
+        ("{sub}*", "uX1:x", False),
+        ("pre*", "pr", False),
     ],
 )
 def test_patterns(pattern: str, channel: str, allowed: bool) -> None:

@@ -192,3 +192,15 @@ async def test_an_unreachable_jwks_answers_503() -> None:
     async with run_gateway(settings) as gw:
         status, error = await refused(gw.ws_url, Keys("ec", "k").token({"sub": "j"}))
         assert status == 503 and "could not be fetched" in error and "127.0.0.1" not in error
+
+
+async def test_a_seed_deployment_keeps_working_with_the_documented_settings() -> None:
+    """A seed token: HS256, no exp, no channels claim (its secret must be 32 bytes or more)."""
+    settings = make_settings(JWT_SECRET=SECRET, JWT_REQUIRE_EXP="0", CHANNEL_POLICY="open")
+    seed_token = jwt.encode({"sub": "seed-user"}, SECRET, algorithm="HS256")
+    async with run_gateway(settings) as gw, ws_client(gw.ws_url + f"?token={seed_token}") as c:
+        await c.subscribe("room1")
+        await c.send({"type": "presence_join", "channel": "room1", "payload": {"n": 1}})
+        await c.expect("presence_join", user_id="seed-user", meta={"n": 1})
+        await c.send({"type": "broadcast", "channel": "room1", "event": "e", "payload": 1})
+        await c.expect("broadcast", user_id="seed-user", event="e")

@@ -11,11 +11,12 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 from starlette.config import Config
 
+from realtime.auth import keys
 from realtime.brokers.base import EDGE_MAX_BYTES
 from realtime.errors import ConfigError
 
@@ -59,8 +60,21 @@ OPTIONS: tuple[Option, ...] = (
     Option("BROADCAST_MQ_PASSWORD", None, "broker password (redis broker)"),
     Option("BROADCAST_MQ_DB", None, "broker database index (redis broker)"),
     Option("CORS_ALLOWED_ORIGINS", "*", "comma-separated origins allowed to call /api/event"),
-    Option("JWT_SECRET", None, "HS256 secret; when set, /ws requires a valid JWT"),
+    Option("JWT_SECRET", None, "HMAC secret (>= 32 bytes); when set, /ws requires a JWT"),
+    Option("JWT_PUBLIC_KEY", None, "PEM public key (RSA, EC, Ed25519) or its path, instead"),
+    Option("JWT_JWKS_URL", None, "URL of a JWKS whose keys (by kid) verify tokens, instead"),
+    Option("JWT_JWKS_CACHE_SECONDS", "300", "seconds the JWKS is cached"),
+    Option("JWT_JWKS_MIN_REFRESH_SECONDS", "30", "least seconds between JWKS refetches"),
+    Option("JWT_AUDIENCE", None, "required aud: a token must name one of these (comma list)"),
+    Option("JWT_ISSUER", None, "required iss"),
+    Option("JWT_REQUIRE_EXP", "1", "1: tokens must have exp; 0: the seed's behaviour"),
+    Option("JWT_EXPIRY_GRACE_SECONDS", "10", "after token_expired, seconds to refresh or 4001"),
     Option("JWT_USER_CLAIM", "sub", "JWT claim that holds the user id"),
+    Option("CHANNEL_POLICY", None, "open | token (default: token with a JWT key, else open)"),
+    Option("AUTH_HOOK_URL", None, "app backend asked on subscribe/publish/presence join"),
+    Option("AUTH_HOOK_TIMEOUT_SECONDS", "2", "seconds to wait for the hook's answer"),
+    Option("AUTH_HOOK_CACHE_SECONDS", "30", "seconds a hook answer is reused; 0: never"),
+    Option("AUTH_HOOK_FAILURE", "closed", "closed (refuse) | open (allow) when the hook fails"),
     Option("LOG_LEVEL", "info", "debug | info | warning | error"),
     Option("WS_PING_INTERVAL_SECONDS", "20", "seconds between WebSocket pings; 0 disables"),
     Option("WS_PING_TIMEOUT_SECONDS", "20", "seconds to wait for a pong before closing"),
@@ -139,7 +153,21 @@ class Settings:
     broker: str
     cors_origins: tuple[str, ...]
     jwt_secret: str | None = field(repr=False)
+    jwt_public_key: str | None = field(repr=False)
+    jwt_jwks_url: str | None
+    jwt_algorithms: tuple[str, ...]
+    jwt_jwks_cache_seconds: float
+    jwt_jwks_min_refresh_seconds: float
+    jwt_audience: tuple[str, ...]
+    jwt_issuer: str | None
+    jwt_require_exp: bool
+    jwt_expiry_grace: float
     jwt_user_claim: str
+    channel_policy: str
+    auth_hook_url: str | None
+    auth_hook_timeout: float
+    auth_hook_cache_seconds: float
+    auth_hook_fail_open: bool
     log_level: str
     ws_ping_interval: float | None
     ws_ping_timeout: float | None
@@ -209,8 +237,9 @@ def load_settings(
         ),
         broker=broker,
         cors_origins=origins,
-        jwt_secret=env.given("JWT_SECRET"),
+        **_token_settings(env),
         jwt_user_claim=env.value("JWT_USER_CLAIM"),
+        **_access_settings(env),
         log_level=_choice("LOG_LEVEL", env.value("LOG_LEVEL").lower(), LOG_LEVELS),
         ws_ping_interval=ping_interval or None,
         ws_ping_timeout=ping_timeout or None,
@@ -241,6 +270,81 @@ def load_settings(
         ),
         env=merged,
     )
+
+
+def _token_settings(env: _Env) -> dict[str, Any]:
+    secret, public_key, jwks_url = (
+        env.given(name) for name in ("JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_JWKS_URL")
+    )
+    given = [n for n, v in (("JWT_SECRET", secret), ("JWT_PUBLIC_KEY", public_key),
+             ("JWT_JWKS_URL", jwks_url)) if v is not None]  # fmt: skip
+    if len(given) > 1:
+        raise ConfigError(given[1], "set only one of JWT_SECRET, JWT_PUBLIC_KEY, JWT_JWKS_URL")
+    algorithms: tuple[str, ...] = ()
+    try:
+        if secret is not None:
+            algorithms = keys.hmac_algorithms(secret)
+        elif public_key is not None:
+            public_key = keys.public_key_pem(public_key)
+            algorithms = keys.public_key_algorithms(public_key)
+    except ValueError as exc:
+        raise ConfigError(given[0], str(exc)) from None
+    if jwks_url is not None and urlsplit(jwks_url).scheme not in ("http", "https"):
+        raise ConfigError("JWT_JWKS_URL", f"{jwks_url!r} is not an http(s) URL")
+    if not given:
+        for name in ("JWT_AUDIENCE", "JWT_ISSUER"):
+            if env.given(name) is not None:
+                raise ConfigError(name, "needs JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL")
+    audience = env.given("JWT_AUDIENCE") or ""
+    return {
+        "jwt_secret": secret,
+        "jwt_public_key": public_key,
+        "jwt_jwks_url": jwks_url,
+        "jwt_algorithms": algorithms,
+        "jwt_jwks_cache_seconds": _parse(
+            env, "JWT_JWKS_CACHE_SECONDS", float, "a number of seconds > 0", 0.001
+        ),
+        "jwt_jwks_min_refresh_seconds": _parse(
+            env, "JWT_JWKS_MIN_REFRESH_SECONDS", float, "a number of seconds >= 0"
+        ),
+        "jwt_audience": tuple(a.strip() for a in audience.split(",") if a.strip()),
+        "jwt_issuer": env.given("JWT_ISSUER"),
+        "jwt_require_exp": _flag("JWT_REQUIRE_EXP", env.value("JWT_REQUIRE_EXP")),
+        "jwt_expiry_grace": _parse(
+            env, "JWT_EXPIRY_GRACE_SECONDS", float, "a number of seconds >= 0"
+        ),
+    }
+
+
+def _access_settings(env: _Env) -> dict[str, Any]:
+    tokens = any(env.given(n) for n in ("JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_JWKS_URL"))
+    hook = env.given("AUTH_HOOK_URL")
+    given_policy = env.given("CHANNEL_POLICY")
+    # Safe by default: with tokens, only what they grant. Without a JWT key identities are
+    # not verified (any ?user_id=), so a policy could only refuse everything: open.
+    policy = (given_policy or ("token" if tokens else "open")).lower()
+    _choice("CHANNEL_POLICY", policy, ("open", "token"))
+    if policy == "token" and not tokens and hook is None:
+        raise ConfigError(
+            "CHANNEL_POLICY",
+            "token needs JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL (or AUTH_HOOK_URL): "
+            "without them nothing could be granted",
+        )
+    if hook is not None and urlsplit(hook).scheme not in ("http", "https"):
+        raise ConfigError("AUTH_HOOK_URL", f"{_hide_password(hook)!r} is not an http(s) URL")
+    failure = _choice("AUTH_HOOK_FAILURE", env.value("AUTH_HOOK_FAILURE").lower(),
+                      ("closed", "open"))  # fmt: skip
+    return {
+        "channel_policy": policy,
+        "auth_hook_url": hook,
+        "auth_hook_timeout": _parse(
+            env, "AUTH_HOOK_TIMEOUT_SECONDS", float, "a number of seconds > 0", 0.001
+        ),
+        "auth_hook_cache_seconds": _parse(
+            env, "AUTH_HOOK_CACHE_SECONDS", float, "a number of seconds >= 0"
+        ),
+        "auth_hook_fail_open": failure == "open",
+    }
 
 
 def _merged_env(environ: Mapping[str, str], env_file: str | Path | None) -> dict[str, str]:

@@ -40,6 +40,9 @@ def run_cli(
         # The installed list depends on which plugins are installed; the miss itself does not.
         ("BROADCAST_MQ_TYPE", "nats", "no broker 'nats' installed (installed: "),
         ("PRESENCE_STORE", "etcd", "redis | memory"),
+        ("JWT_SECRET", "a", "at least 32"),
+        ("JWT_PUBLIC_KEY", "/nonexistent/key.pem", "neither a PEM public key"),
+        ("CHANNEL_POLICY", "token", "needs JWT_SECRET"),
     ],
 )
 def test_bad_setting_stops_the_start_naming_the_variable(

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from realtime.auth.grants import Action, Grants
 from realtime.brokers.base import MAX_MESSAGE_BYTES, Broker, PipelinedBroker
 from realtime.engine.hub import Hub, Peer
+from realtime.engine.permissions import Permissions
 from realtime.engine.presence import PresenceViews
 from realtime.engine.upkeep import Upkeep
 from realtime.errors import (
@@ -59,6 +61,7 @@ class PeerState:
     conn: str = ""
     listening: dict[str, set[Kind]] = field(default_factory=dict)
     joined: dict[str, Member] = field(default_factory=dict)
+    grants: Grants | None = None  # what the connection's token grants; None: no token
 
 
 @contextlib.contextmanager
@@ -115,6 +118,7 @@ class Node:
         diff_window: float,
         order_wait: float,
         start_timeout: float,
+        permissions: Permissions | None = None,
     ) -> None:
         self.start_timeout = start_timeout
         self.brokers: dict[Kind, Broker] = {BROADCAST: broker, PRESENCE: presence_bus}
@@ -122,6 +126,7 @@ class Node:
         self.hub = Hub(self.brokers)
         self.store = store
         self._max_meta = max_meta_bytes
+        self.permissions = permissions or Permissions()
         self._peers: dict[Peer, PeerState] = {}
         self._instance = uuid.uuid4().hex[:12]
         self._conns = 0
@@ -149,6 +154,7 @@ class Node:
         for broker in self._distinct_brokers():
             await broker.close()
         await self.store.close()
+        await self.permissions.close()
 
     def _distinct_brokers(self) -> list[Broker]:
         # One broker may carry both kinds: start and close it once.
@@ -171,9 +177,15 @@ class Node:
 
     # --- peers ----------------------------------------------------------------------------------
 
-    def connect(self, peer: Peer) -> None:
+    def connect(self, peer: Peer, grants: Grants | None = None) -> None:
         self._conns += 1
-        self._peers[peer] = PeerState(conn=f"{self._instance}.{self._conns}")
+        self._peers[peer] = PeerState(conn=f"{self._instance}.{self._conns}", grants=grants)
+
+    def regrant(self, peer: Peer, grants: Grants | None) -> None:
+        """A refreshed token's grants apply to the connection's next actions."""
+        state = self._peers.get(peer)
+        if state is not None:
+            state.grants = grants
 
     async def disconnect(self, peer: Peer) -> None:
         state = self._peers.pop(peer, None)
@@ -196,6 +208,8 @@ class Node:
         A broadcast on a broker that pipelines publishes is not waited for: the returned
         future settles when the MQ accepted it (or fails with BrokerError)."""
         state = self._peers[peer]
+        if self.permissions.enforcing:
+            await self._permit(peer, state, message)
         match message:
             case Broadcast(channel=channel, event=event, payload=payload):
                 if self._pipelined is not None:
@@ -216,6 +230,19 @@ class Node:
             case PresenceLeave(channel=channel):
                 await self._leave(peer, state, channel)
         return None
+
+    async def _permit(self, peer: Peer, state: PeerState, message: AnyClientMessage) -> None:
+        action: Action
+        match message:
+            case Broadcast():
+                action = "publish"
+            case Subscribe():
+                action = "subscribe"
+            case PresenceJoin() | PresenceUpdate():
+                action = "presence"
+            case _:  # leaving and unsubscribing are always allowed
+                return
+        await self.permissions.check(action, message.channel, peer.user_id, state.grants)
 
     # --- broadcast ------------------------------------------------------------------------------
 
@@ -287,6 +314,12 @@ class Node:
     # --- presence -------------------------------------------------------------------------------
 
     async def _join(self, peer: Peer, state: PeerState, channel: str, meta: Meta) -> None:
+        claimed = meta.get("user_id")
+        if claimed is not None and str(claimed) != peer.user_id:
+            # Meta is shown to every member: it must not name someone else as its author.
+            raise FrameError(
+                "forbidden", "presence meta user_id must be your own user id or absent", channel
+            )
         size = len(encode(meta))
         if size > self._max_meta:
             raise FrameError(

@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 from realtime.backends import build_node
 from realtime.config import Settings
 from realtime.errors import FrameError
+from realtime.server import logs
 from realtime.server.bodies import BodyTooLarge, read_capped
 from realtime.server.lifespan import Lifespan
 from realtime.server.websocket import WebSocketEndpoint
@@ -34,6 +35,7 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
     after start-up out of the collector's reach: a full collection then scans only what
     connections create, which keeps its pause (and the fan-out's tail latency) short."""
     node = build_node(settings)
+    logs.install()
 
     async def post_event(request: Request) -> Response:
         try:

@@ -243,6 +243,10 @@ class DirectConnection:
         self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
         pending.clear()
 
+    def close(self, code: int, reason: str) -> None:
+        """Close now with ``code`` (an expired token); the read loop then ends."""
+        self._protocol.fail_connection(code, reason)
+
     def detach(self) -> None:
         self._protocol.peer = None
         self._pending.clear()

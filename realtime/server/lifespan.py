@@ -25,6 +25,7 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
+from realtime.auth.notices import open_notices
 from realtime.config import Settings, describe
 from realtime.engine.node import Node
 from realtime.errors import StartError
@@ -74,6 +75,8 @@ class Lifespan:
             # collection then scans only what connections create (short pauses, short tails).
             gc.collect()
             gc.freeze()
+        for notice in open_notices(self.settings):
+            log.warning(notice)
         log.info("gateway ready: %s", describe(self.settings))
 
     async def _close(self) -> None:

@@ -18,13 +18,23 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
-from realtime.auth import identify
+from realtime.auth import Authenticator
 from realtime.config import Settings
 from realtime.engine.node import Node
 from realtime.errors import AuthError, FrameError
 from realtime.server.direct import CLOSE_SLOW_CONSUMER, DirectConnection, DirectPath
+from realtime.server.expiry import Lease
 from realtime.wire.frames import Outgoing
-from realtime.wire.messages import AnyClientMessage, ack_frame, decode_client, error_frame, refusal
+from realtime.wire.messages import (
+    AnyClientMessage,
+    PresenceLeave,
+    Refresh,
+    Unsubscribe,
+    ack_frame,
+    decode_client,
+    error_frame,
+    refusal,
+)
 
 log = logging.getLogger("realtime.server.websocket")
 
@@ -36,13 +46,14 @@ MAX_IN_FLIGHT = 256
 class Connection:
     """A peer on any other ASGI server: a bounded queue drained by its own writer task."""
 
-    __slots__ = ("_queue", "_send", "_wake", "limit", "slow", "user_id", "writer")
+    __slots__ = ("_queue", "_send", "_wake", "closing", "limit", "slow", "user_id", "writer")
 
     def __init__(self, send: Send, user_id: str, limit: int) -> None:
         self._send = send
         self.user_id = user_id
         self.limit = limit
         self.slow = False
+        self.closing: tuple[int, str] | None = None  # the close frame the endpoint sends
         self._queue: deque[Outgoing] = deque()
         self._wake = asyncio.Event()
         self.writer: asyncio.Task[None] | None = None
@@ -54,16 +65,22 @@ class Connection:
             # Never grow without bound: this client stopped reading. Its writer is most likely
             # blocked on the socket, so stop it here; the endpoint then closes with 4008.
             self.slow = True
-            self._queue.clear()
-            if self.writer is not None:
-                self.writer.cancel()
+            self.close(CLOSE_SLOW_CONSUMER, "slow consumer")
             return
         self._queue.append(frame)
         self._wake.set()
 
+    def close(self, code: int, reason: str) -> None:
+        if self.closing is not None:
+            return
+        self.closing = (code, reason)
+        self._queue.clear()
+        if self.writer is not None:
+            self.writer.cancel()
+
     async def write_loop(self) -> None:
         send, queue = self._send, self._queue
-        while not self.slow:
+        while self.closing is None:
             if not queue:
                 self._wake.clear()
                 await self._wake.wait()
@@ -71,7 +88,16 @@ class Connection:
             await send({"type": "websocket.send", "text": queue.popleft().text})
 
 
-async def read_loop(receive: Receive, peer: DirectConnection | Connection, node: Node) -> None:
+# What a connection whose token expired may still do while it has time to refresh.
+AFTER_EXPIRY = (Refresh, Unsubscribe, PresenceLeave)
+
+
+async def read_loop(
+    receive: Receive,
+    peer: DirectConnection | Connection,
+    node: Node,
+    lease: Lease | None = None,
+) -> None:
     """Decode and act on each client message until the client goes; nothing a message does
     ends the loop."""
     in_flight: deque[asyncio.Future[None]] = deque()
@@ -86,6 +112,11 @@ async def read_loop(receive: Receive, peer: DirectConnection | Connection, node:
             message = decode_client(data)
         except FrameError as exc:
             peer.send(refusal(exc))
+            continue
+        if isinstance(message, Refresh) or (
+            lease is not None and lease.expired and not isinstance(message, AFTER_EXPIRY)
+        ):
+            await _lease_frame(peer, message, lease)
             continue
         try:
             pending = await node.handle(peer, message)
@@ -109,6 +140,26 @@ async def read_loop(receive: Receive, peer: DirectConnection | Connection, node:
                 await asyncio.wait({in_flight[0]})
 
 
+async def _lease_frame(
+    peer: DirectConnection | Connection, message: AnyClientMessage, lease: Lease | None
+) -> None:
+    """A refresh, or another frame arriving after the token expired."""
+    try:
+        if not isinstance(message, Refresh):
+            raise FrameError("token_expired", "your token expired: send a refresh frame")
+        if lease is None:
+            raise FrameError("invalid_token", "no JWT key is configured: nothing to refresh")
+        await lease.refresh(message.token)
+    except FrameError as exc:
+        peer.send(refusal(exc, message.ref))
+    except Exception:
+        log.exception("refresh failed", extra={"user_id": peer.user_id})
+        peer.send(error_frame("internal_error", "the gateway failed", None, message.ref))
+    else:
+        if message.ref is not None:
+            peer.send(ack_frame(message.ref))
+
+
 def _settled(
     peer: DirectConnection | Connection, message: AnyClientMessage, done: asyncio.Future[None]
 ) -> None:
@@ -128,28 +179,38 @@ class WebSocketEndpoint:
     def __init__(self, node: Node, settings: Settings) -> None:
         self.node = node
         self.settings = settings
+        self.auth = Authenticator(settings)
         self._direct = DirectPath()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
         try:
-            user_id = identify(
-                Headers(scope=scope),
-                QueryParams(scope["query_string"]),
-                self.settings.jwt_secret,
-                self.settings.jwt_user_claim,
+            identity = await self.auth.identify(
+                Headers(scope=scope), QueryParams(scope["query_string"])
             )
         except AuthError as exc:
             await self._deny(scope, receive, send, exc)
             return
         await send({"type": "websocket.accept"})
         limit = self.settings.ws_send_queue_size
-        direct = self._direct.connect(scope, user_id, limit)
-        if direct is not None:
-            await self._serve_direct(direct, receive)
-        else:
-            await self._serve_asgi(receive, send, user_id)
+        peer: DirectConnection | Connection | None
+        peer = self._direct.connect(scope, identity.user_id, limit)
+        if peer is None:
+            peer = Connection(send, identity.user_id, limit)
+        lease = None
+        if self.auth.enabled:
+            lease = Lease(peer, self.auth, self.node, self.settings.jwt_expiry_grace)
+            lease.start(identity.expires)
+        self.node.connect(peer, identity.grants)
+        try:
+            if isinstance(peer, DirectConnection):
+                await self._serve_direct(peer, receive, lease)
+            else:
+                await self._serve_asgi(receive, send, peer, lease)
+        finally:
+            if lease is not None:
+                lease.cancel()
 
     async def _deny(self, scope: Scope, receive: Receive, send: Send, exc: AuthError) -> None:
         if "websocket.http.response" in (scope.get("extensions") or {}):
@@ -158,21 +219,22 @@ class WebSocketEndpoint:
         else:  # the server cannot send an HTTP response to an upgrade: refuse it plainly
             await send({"type": "websocket.close", "code": 1008, "reason": str(exc)[:120]})
 
-    async def _serve_direct(self, peer: DirectConnection, receive: Receive) -> None:
+    async def _serve_direct(
+        self, peer: DirectConnection, receive: Receive, lease: Lease | None
+    ) -> None:
         # No writer task: sends go straight to the transport; this task is the reader.
-        self.node.connect(peer)
         try:
-            await read_loop(receive, peer, self.node)
+            await read_loop(receive, peer, self.node, lease)
         finally:
             peer.detach()
             await self.node.disconnect(peer)
         if peer.slow:
             log.warning("closed slow consumer", extra={"user_id": peer.user_id})
 
-    async def _serve_asgi(self, receive: Receive, send: Send, user_id: str) -> None:
-        peer = Connection(send, user_id, self.settings.ws_send_queue_size)
-        self.node.connect(peer)
-        reader = asyncio.create_task(read_loop(receive, peer, self.node))
+    async def _serve_asgi(
+        self, receive: Receive, send: Send, peer: Connection, lease: Lease | None
+    ) -> None:
+        reader = asyncio.create_task(read_loop(receive, peer, self.node, lease))
         writer = peer.writer = asyncio.create_task(peer.write_loop())
         try:
             await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
@@ -183,18 +245,14 @@ class WebSocketEndpoint:
                 if isinstance(result, Exception) and not isinstance(result, OSError):
                     log.error("connection loop failed", exc_info=result)
             await self.node.disconnect(peer)
-        if peer.slow:
-            log.warning("closing slow consumer", extra={"user_id": user_id})
+        if peer.closing is not None:
+            code, reason = peer.closing
+            if peer.slow:
+                log.warning("closing slow consumer", extra={"user_id": peer.user_id})
             try:
                 await asyncio.wait_for(
-                    send(
-                        {
-                            "type": "websocket.close",
-                            "code": CLOSE_SLOW_CONSUMER,
-                            "reason": "slow consumer",
-                        }
-                    ),
+                    send({"type": "websocket.close", "code": code, "reason": reason}),
                     SLOW_CLOSE_TIMEOUT,
                 )
             except Exception as exc:  # the client is gone or still not reading
-                log.debug("slow consumer close not sent: %s", exc)
+                log.debug("close %d not sent: %s", code, exc)

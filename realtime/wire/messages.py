@@ -21,6 +21,7 @@ PRESENCE: Kind = "presence"
 KINDS: tuple[Kind, ...] = (BROADCAST, PRESENCE)
 
 MAX_CHANNEL_LENGTH = 200
+MAX_TOKEN_LENGTH = 16384
 Channel = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_CHANNEL_LENGTH)]
 Meta = dict[str, Any]
 NULL = msgspec.Raw(b"null")
@@ -75,8 +76,15 @@ class PresenceLeave(ClientMessage, tag="presence_leave"):
     channel: Channel
 
 
+class Refresh(ClientMessage, tag="refresh"):
+    """Extension: a fresh token for the connection's own user, before (or just after) the
+    current one expires."""
+
+    token: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TOKEN_LENGTH)]
+
+
 AnyClientMessage = (
-    Subscribe | Unsubscribe | Broadcast | PresenceJoin | PresenceUpdate | PresenceLeave
+    Subscribe | Unsubscribe | Broadcast | PresenceJoin | PresenceUpdate | PresenceLeave | Refresh
 )
 _client_decoder: msgspec.json.Decoder[AnyClientMessage] = msgspec.json.Decoder(AnyClientMessage)
 
@@ -96,7 +104,15 @@ def decode_client(data: bytes | str) -> AnyClientMessage:
 
 CLIENT_TYPES = ", ".join(
     str(cls.__struct_config__.tag)
-    for cls in (Subscribe, Unsubscribe, Broadcast, PresenceJoin, PresenceUpdate, PresenceLeave)
+    for cls in (
+        Subscribe,
+        Unsubscribe,
+        Broadcast,
+        PresenceJoin,
+        PresenceUpdate,
+        PresenceLeave,
+        Refresh,
+    )
 )
 
 

@@ -123,7 +123,9 @@ def _token(claims: dict[str, object], key: str = SECRET, algorithm: str = "HS256
 
 @pytest.fixture
 async def jwt_gateway() -> AsyncIterator[Gateway]:
-    async with run_gateway(make_settings(JWT_SECRET=SECRET, JWT_USER_CLAIM="uid")) as gw:
+    # A seed deployment's tokens grant no channels: CHANNEL_POLICY=open keeps them working.
+    settings = make_settings(JWT_SECRET=SECRET, JWT_USER_CLAIM="uid", CHANNEL_POLICY="open")
+    async with run_gateway(settings) as gw:
         yield gw
 
 

@@ -62,6 +62,7 @@ def build_node(settings: Settings) -> Node:
         diff_window=settings.presence_diff_window_ms / 1000,
         order_wait=settings.presence_order_wait_ms / 1000,
         start_timeout=settings.start_timeout,
+        max_message_bytes=settings.broker_max_message_bytes,
         permissions=permissions(settings),
     )
 

@@ -91,7 +91,8 @@ def serve(settings: Settings, workers: int = 1) -> None:
     )
     # Safer than the seed, which took a body of any size: say so once.
     log.info(
-        "/api/event bodies over %d bytes get 413 (HTTP_MAX_BODY_BYTES; the seed had no cap)",
+        "/api/event bodies over %d bytes get 413 (HTTP_MAX_BODY_BYTES; the seed had no cap:"
+        " BROADCAST_MAX_MESSAGE_BYTES raises the broker's limit and this cap with it)",
         settings.http_max_body_bytes,
     )
     if workers > 1 and settings.broker == "memory":

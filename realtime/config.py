@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit
 from starlette.config import Config
 
 from realtime.auth import keys
-from realtime.brokers.base import EDGE_MAX_BYTES
+from realtime.brokers.base import EDGE_MAX_BYTES, ENVELOPE_RESERVE, MAX_MESSAGE_BYTES
 from realtime.errors import ConfigError
 
 T = TypeVar("T")
@@ -81,13 +81,22 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "WS_MAX_FRAME_BYTES",
         "65536",
-        f"largest client frame, at most {EDGE_MAX_BYTES}; larger ones close with 1009",
+        "largest client frame, at most BROADCAST_MAX_MESSAGE_BYTES less 1 KiB; larger ones close"
+        " with 1009",
     ),
-    # The largest a broker is handed (brokers.base.MAX_MESSAGE_BYTES) less the bus envelope.
+    Option(
+        "BROADCAST_MAX_MESSAGE_BYTES",
+        str(MAX_MESSAGE_BYTES),
+        "largest message handed to the broker; raise it only for an MQ that carries more "
+        "(Redis: 512 MB); the edges' caps may then go up to it less 1 KiB",
+    ),
+    # Unset, it follows BROADCAST_MAX_MESSAGE_BYTES less the bus envelope's room, so raising
+    # that one setting is enough to take the seed's large bodies again.
     Option(
         "HTTP_MAX_BODY_BYTES",
-        str(EDGE_MAX_BYTES),
-        f"largest /api/event body, at most {EDGE_MAX_BYTES}; larger ones get 413",
+        None,
+        f"largest /api/event body (default {EDGE_MAX_BYTES}: BROADCAST_MAX_MESSAGE_BYTES less"
+        " 1 KiB, also its ceiling); larger ones get 413",
     ),
     Option(
         "START_TIMEOUT_SECONDS",
@@ -173,6 +182,7 @@ class Settings:
     ws_ping_timeout: float | None
     ws_max_frame_bytes: int
     ws_send_queue_size: int
+    broker_max_message_bytes: int
     http_max_body_bytes: int
     start_timeout: float
     env: Mapping[str, str] = field(repr=False)
@@ -214,6 +224,14 @@ def load_settings(
     ping_timeout = _parse(env, "WS_PING_TIMEOUT_SECONDS", float, "a number of seconds >= 0")
     origins = tuple(o.strip() for o in env.value("CORS_ALLOWED_ORIGINS").split(",") if o.strip())
     broker = env.value("BROADCAST_MQ_TYPE").lower()
+    message_max = _parse(
+        env,
+        "BROADCAST_MAX_MESSAGE_BYTES",
+        int,
+        f"a byte count of at least {MAX_MESSAGE_BYTES} (1 MiB, what every broker carries)",
+        MAX_MESSAGE_BYTES,
+    )
+    edge = message_max - ENVELOPE_RESERVE
     return Settings(
         host=host,
         port=port,
@@ -224,9 +242,9 @@ def load_settings(
             env,
             "PRESENCE_MAX_META_BYTES",
             int,
-            f"a byte count from 2 to {EDGE_MAX_BYTES}",
+            f"a byte count from 2 to {edge}",
             2,
-            EDGE_MAX_BYTES,
+            edge,
         ),
         presence_max_members=_parse(env, "PRESENCE_MAX_MEMBERS", int, "a member count >= 0"),
         presence_diff_window_ms=_parse(
@@ -247,18 +265,20 @@ def load_settings(
             env,
             "WS_MAX_FRAME_BYTES",
             int,
-            f"a byte count from 256 to {EDGE_MAX_BYTES}",
+            f"a byte count from 256 to {edge}",
             256,
-            EDGE_MAX_BYTES,
+            edge,
         ),
         ws_send_queue_size=_parse(env, "WS_SEND_QUEUE_SIZE", int, "a frame count >= 1", 1),
+        broker_max_message_bytes=message_max,
         http_max_body_bytes=_parse(
             env,
             "HTTP_MAX_BODY_BYTES",
             int,
-            f"a byte count from 64 to {EDGE_MAX_BYTES}",
+            f"a byte count from 64 to {edge}",
             64,
-            EDGE_MAX_BYTES,
+            edge,
+            default=str(edge),
         ),
         start_timeout=_parse(
             env,
@@ -363,8 +383,10 @@ def _parse(
     accepts: str,
     minimum: float = 0,
     maximum: float = math.inf,
+    default: str | None = None,
 ) -> T:
-    text = env.value(name)
+    """``default`` is for the rare option whose default follows another setting."""
+    text = env.given(name) or default or env.value(name)
     try:
         value = cast(text)
     except ValueError:

@@ -18,15 +18,15 @@ if TYPE_CHECKING:
 
 Deliver = Callable[[Kind, str, bytes], Awaitable[None]]
 
-#: The largest message the gateway ever hands a broker (``publish``, ``publish_later``): the
-#: one place this limit is written. The edges derive theirs from it (``EDGE_MAX_BYTES``), and
-#: the node refuses anything larger before a broker sees it, so a broker that carries this
-#: much carries everything.
+#: The largest message every broker must carry, and the largest the gateway hands one
+#: (``publish``, ``publish_later``) unless the operator raises ``BROADCAST_MAX_MESSAGE_BYTES``
+#: for an MQ known to carry more. The edges derive their caps from that setting, and the node
+#: refuses anything larger before a broker sees it.
 MAX_MESSAGE_BYTES = 1024 * 1024
 #: Room the bus envelope (type, channel_id, user_id, ts) takes around what a client sent.
 ENVELOPE_RESERVE = 1024
 #: The largest HTTP body (``HTTP_MAX_BODY_BYTES``) or WebSocket frame (``WS_MAX_FRAME_BYTES``)
-#: a setting may allow.
+#: a setting may allow at the default message limit.
 EDGE_MAX_BYTES = MAX_MESSAGE_BYTES - ENVELOPE_RESERVE
 
 

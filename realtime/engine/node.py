@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from realtime.auth.grants import Action, Grants
-from realtime.brokers.base import MAX_MESSAGE_BYTES, Broker, PipelinedBroker
+from realtime.brokers.base import Broker, PipelinedBroker
 from realtime.engine.hub import Hub, Peer
 from realtime.engine.permissions import Permissions
 from realtime.engine.presence import PresenceViews
@@ -77,14 +77,14 @@ def refusing(channel: str) -> Iterator[None]:
         raise FrameError("publish_failed", str(exc), channel) from exc
 
 
-def _sized(data: bytes, channel: str) -> bytes:
-    # The edges cap bodies and frames below MAX_MESSAGE_BYTES; only a very long user id could
-    # still push the envelope over, and no broker is ever handed more than it promised.
-    if len(data) > MAX_MESSAGE_BYTES:
+def _sized(data: bytes, channel: str, limit: int) -> bytes:
+    # The edges cap bodies and frames below the limit; only a very long user id could still
+    # push the envelope over, and no broker is ever handed more than it was promised.
+    if len(data) > limit:
         raise FrameError(
             "message_too_large",
-            f"the message is {len(data)} bytes on the bus, more than the {MAX_MESSAGE_BYTES}"
-            " a broker carries",
+            f"the message is {len(data)} bytes on the bus, more than the {limit}"
+            " a broker carries (BROADCAST_MAX_MESSAGE_BYTES)",
             channel,
         )
     return data
@@ -118,8 +118,10 @@ class Node:
         diff_window: float,
         order_wait: float,
         start_timeout: float,
+        max_message_bytes: int,
         permissions: Permissions | None = None,
     ) -> None:
+        self._max_message = max_message_bytes
         self.start_timeout = start_timeout
         self.brokers: dict[Kind, Broker] = {BROADCAST: broker, PRESENCE: presence_bus}
         self._pipelined = broker if isinstance(broker, PipelinedBroker) else None
@@ -213,7 +215,11 @@ class Node:
         match message:
             case Broadcast(channel=channel, event=event, payload=payload):
                 if self._pipelined is not None:
-                    data = _sized(bus_broadcast(channel, event, payload, peer.user_id), channel)
+                    data = _sized(
+                        bus_broadcast(channel, event, payload, peer.user_id),
+                        channel,
+                        self._max_message,
+                    )
                     return self._pipelined.publish_later(BROADCAST, channel, data)
                 await self.publish(channel, event, payload, peer.user_id)
             case Subscribe(channel=channel, listen=listen):
@@ -251,7 +257,7 @@ class Node:
     ) -> None:
         """Publish a broadcast to every instance; FrameError ``message_too_large`` when its bus
         message would exceed what brokers promise to carry."""
-        data = _sized(bus_broadcast(channel, event, payload, user_id), channel)
+        data = _sized(bus_broadcast(channel, event, payload, user_id), channel, self._max_message)
         try:
             await self.brokers[BROADCAST].publish(BROADCAST, channel, data)
         except BrokerError as exc:

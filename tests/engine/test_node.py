@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import msgspec
 import pytest
 
+from realtime.brokers.base import MAX_MESSAGE_BYTES
 from realtime.brokers.memory import MemoryBroker, MemoryBus
 from realtime.engine.node import Node
 from realtime.errors import FrameError
@@ -48,6 +49,7 @@ async def node() -> AsyncIterator[Node]:
         diff_window=0,
         order_wait=0,
         start_timeout=10,
+        max_message_bytes=MAX_MESSAGE_BYTES,
     )
     await node.start()
     yield node

@@ -139,3 +139,21 @@ async def test_a_bus_message_over_the_limit_is_refused_and_the_connection_lives(
             await a.send({"type": "broadcast", "channel": "c", "event": "small", "payload": 1})
             await a.expect("broadcast", event="small")
         assert handed.sizes and max(handed.sizes) <= MAX_MESSAGE_BYTES
+
+
+async def test_one_setting_takes_the_seeds_large_bodies_again() -> None:
+    # The seed took any body; BROADCAST_MAX_MESSAGE_BYTES (for an MQ that carries more, as
+    # Redis does) raises the broker's limit and, left unset, the HTTP cap follows it.
+    limit = 4 * MAX_MESSAGE_BYTES
+    settings = make_settings(BROADCAST_MAX_MESSAGE_BYTES=str(limit))
+    assert settings.http_max_body_bytes == limit - 1024
+    async with run_gateway(settings) as gw:
+        handed = Handed(gw)
+        async with ws_client(gw.ws_url + "?user_id=a", max_size=None) as a:
+            await a.subscribe("big", "broadcast")
+            response = await post(gw, body_of(2 * MAX_MESSAGE_BYTES, channel="big"))
+            assert response.status_code == 200, response.text
+            event = await a.expect("broadcast", channel="big")
+            assert len(event["payload"]) > 2 * MAX_MESSAGE_BYTES - 100
+        assert handed.sizes and max(handed.sizes) > MAX_MESSAGE_BYTES
+        assert (await post(gw, body_of(limit))).status_code == 413

@@ -15,6 +15,7 @@ from urllib.parse import quote, urlsplit
 
 from starlette.config import Config
 
+from realtime.apikeys import ApiKey, parse_api_keys
 from realtime.errors import ConfigError
 
 T = TypeVar("T")
@@ -52,6 +53,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("BROADCAST_MQ_PASSWORD", None, "broker password (redis broker)"),
     Option("BROADCAST_MQ_DB", None, "broker database index (redis broker)"),
     Option("CORS_ALLOWED_ORIGINS", "*", "comma-separated origins allowed to call /api/event"),
+    Option("API_KEYS", None, "keys for /api/event: key[:pattern|pattern],...; unset: open API"),
+    Option("WS_ALLOWED_ORIGINS", None, "origins allowed to open /ws (default: the CORS list)"),
     Option("JWT_SECRET", None, "HS256 secret; when set, /ws requires a valid JWT"),
     Option("JWT_USER_CLAIM", "sub", "JWT claim that holds the user id"),
     Option("LOG_LEVEL", "info", "debug | info | warning | error"),
@@ -59,6 +62,18 @@ OPTIONS: tuple[Option, ...] = (
     Option("WS_PING_TIMEOUT_SECONDS", "20", "seconds to wait for a pong before closing"),
     Option("WS_MAX_FRAME_BYTES", "65536", "largest client frame; larger ones close with 1009"),
     Option("WS_SEND_QUEUE_SIZE", "1024", "frames queued per connection before it closes 4008"),
+    Option("WS_MAX_FRAMES_PER_SECOND", "100", "client frames a second per connection; 0: no cap"),
+    Option("WS_FRAME_BURST", "200", "client frames a connection may send at once above the rate"),
+    Option("WS_MAX_SUBSCRIPTIONS", "1000", "channels one connection may subscribe; 0: no cap"),
+    Option("WS_MAX_PRESENCE_JOINS", "100", "channels one connection may be present in; 0: none"),
+    Option("WS_MAX_CONNECTIONS_PER_USER", "100", "connections of one user per instance; 0: none"),
+    Option("WS_MAX_CONNECTIONS", "10000", "WebSocket connections per instance; 0: no cap"),
+    Option("PRESENCE_RESYNC_INTERVAL_MS", "1000", "least ms between two syncs of a channel"),
+    Option("EVENT_NAME_MAX_LENGTH", "200", "longest event name (characters), WebSocket and HTTP"),
+    Option("JSON_MAX_DEPTH", "64", "deepest JSON nesting accepted in a frame or HTTP body"),
+    Option("HANDSHAKE_TIMEOUT_SECONDS", "10", "seconds a client has to send its request headers"),
+    Option("HTTP_MAX_REQUEST_LINE_BYTES", "8190", "longest request line; longer: 414"),
+    Option("HTTP_MAX_HEADER_BYTES", "16384", "largest request header block; larger: 431"),
 )
 
 _DEFAULTS = {option.name: option.default for option in OPTIONS}
@@ -115,6 +130,8 @@ class Settings:
     presence_diff_window_ms: int
     broker: str
     cors_origins: tuple[str, ...]
+    api_keys: tuple[ApiKey, ...] = field(repr=False)
+    ws_allowed_origins: tuple[str, ...]
     jwt_secret: str | None = field(repr=False)
     jwt_user_claim: str
     log_level: str
@@ -122,6 +139,18 @@ class Settings:
     ws_ping_timeout: float | None
     ws_max_frame_bytes: int
     ws_send_queue_size: int
+    ws_max_frames_per_second: float
+    ws_frame_burst: int
+    ws_max_subscriptions: int
+    ws_max_presence_joins: int
+    ws_max_connections_per_user: int
+    ws_max_connections: int
+    presence_resync_interval: float
+    event_name_max_length: int
+    json_max_depth: int
+    handshake_timeout: float
+    http_max_request_line: int
+    http_max_header_bytes: int
     env: Mapping[str, str] = field(repr=False)
 
     def get(self, name: str, default: str | None = None) -> str | None:
@@ -159,7 +188,9 @@ def load_settings(
     presence_store = _choice("PRESENCE_STORE", env.value("PRESENCE_STORE"), ("redis", "memory"))
     ping_interval = _parse(env, "WS_PING_INTERVAL_SECONDS", float, "a number of seconds >= 0")
     ping_timeout = _parse(env, "WS_PING_TIMEOUT_SECONDS", float, "a number of seconds >= 0")
-    origins = tuple(o.strip() for o in env.value("CORS_ALLOWED_ORIGINS").split(",") if o.strip())
+    origins = _list(env.value("CORS_ALLOWED_ORIGINS"))
+    ws_origins_text = env.given("WS_ALLOWED_ORIGINS")
+    ws_origins = origins if ws_origins_text is None else _list(ws_origins_text)
     broker = env.value("BROADCAST_MQ_TYPE").lower()
     return Settings(
         host=host,
@@ -174,6 +205,8 @@ def load_settings(
         ),
         broker=broker,
         cors_origins=origins,
+        api_keys=parse_api_keys("API_KEYS", env.given("API_KEYS")),
+        ws_allowed_origins=ws_origins,
         jwt_secret=env.given("JWT_SECRET"),
         jwt_user_claim=env.value("JWT_USER_CLAIM"),
         log_level=_choice("LOG_LEVEL", env.value("LOG_LEVEL").lower(), LOG_LEVELS),
@@ -181,6 +214,31 @@ def load_settings(
         ws_ping_timeout=ping_timeout or None,
         ws_max_frame_bytes=_parse(env, "WS_MAX_FRAME_BYTES", int, "a byte count >= 256", 256),
         ws_send_queue_size=_parse(env, "WS_SEND_QUEUE_SIZE", int, "a frame count >= 1", 1),
+        ws_max_frames_per_second=_parse(
+            env, "WS_MAX_FRAMES_PER_SECOND", float, "a number of frames >= 0"
+        ),
+        ws_frame_burst=_parse(env, "WS_FRAME_BURST", int, "a frame count >= 1", 1),
+        ws_max_subscriptions=_parse(env, "WS_MAX_SUBSCRIPTIONS", int, "a channel count >= 0"),
+        ws_max_presence_joins=_parse(env, "WS_MAX_PRESENCE_JOINS", int, "a channel count >= 0"),
+        ws_max_connections_per_user=_parse(
+            env, "WS_MAX_CONNECTIONS_PER_USER", int, "a connection count >= 0"
+        ),
+        ws_max_connections=_parse(env, "WS_MAX_CONNECTIONS", int, "a connection count >= 0"),
+        presence_resync_interval=_parse(
+            env, "PRESENCE_RESYNC_INTERVAL_MS", int, "a whole number of milliseconds >= 0"
+        )
+        / 1000,
+        event_name_max_length=_parse(env, "EVENT_NAME_MAX_LENGTH", int, "a length >= 1", 1),
+        # msgspec recurses once per level; far below Python's recursion limit, with room.
+        json_max_depth=_bounded(env, "JSON_MAX_DEPTH", 1, 500),
+        handshake_timeout=_parse(
+            env, "HANDSHAKE_TIMEOUT_SECONDS", float, "a number of seconds > 0", 0.001
+        ),
+        # 8190: the longest line websockets' handshake parser reads (8192 with CRLF).
+        http_max_request_line=_bounded(env, "HTTP_MAX_REQUEST_LINE_BYTES", 256, 8190),
+        http_max_header_bytes=_parse(
+            env, "HTTP_MAX_HEADER_BYTES", int, "a byte count >= 1024", 1024
+        ),
         env=merged,
     )
 
@@ -209,6 +267,17 @@ def _parse(
     if value < minimum:  # type: ignore[operator]
         raise ConfigError(name, f"{text!r} is not {accepts}")
     return value
+
+
+def _bounded(env: _Env, name: str, low: int, high: int) -> int:
+    value = _parse(env, name, int, f"a whole number from {low} to {high}", low)
+    if value > high:
+        raise ConfigError(name, f"{value} is not a whole number from {low} to {high}")
+    return value
+
+
+def _list(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
 def _choice(name: str, value: str | None, allowed: tuple[str, ...]) -> str:

@@ -243,6 +243,11 @@ class DirectConnection:
         self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
         pending.clear()
 
+    def close(self, code: int, reason: str) -> None:
+        """Close with ``code`` now (the read loop's decision, e.g. a flooding client)."""
+        self._pending.clear()
+        self._protocol.fail_connection(code, reason)
+
     def detach(self) -> None:
         self._protocol.peer = None
         self._pending.clear()

@@ -20,11 +20,18 @@ from starlette.types import Receive, Scope, Send
 
 from realtime.auth import identify
 from realtime.config import Settings
-from realtime.engine.node import Node
+from realtime.engine.node import PUBLISH_FAILED, Node
 from realtime.errors import AuthError, FrameError
 from realtime.server.direct import CLOSE_SLOW_CONSUMER, DirectConnection, DirectPath
+from realtime.server.limits import CLOSE_RATE_LIMITED, ConnectionLimits, Quotas
 from realtime.wire.frames import Outgoing
-from realtime.wire.messages import AnyClientMessage, ack_frame, decode_client, error_frame, refusal
+from realtime.wire.messages import (
+    AnyClientMessage,
+    ack_frame,
+    decode_client,
+    error_frame,
+    refusal,
+)
 
 log = logging.getLogger("realtime.server.websocket")
 
@@ -71,23 +78,36 @@ class Connection:
             await send({"type": "websocket.send", "text": queue.popleft().text})
 
 
-async def read_loop(receive: Receive, peer: DirectConnection | Connection, node: Node) -> None:
+async def read_loop(
+    receive: Receive,
+    peer: DirectConnection | Connection,
+    node: Node,
+    limits: ConnectionLimits | None = None,
+    max_depth: int = 64,
+) -> int | None:
     """Decode and act on each client message until the client goes; nothing a message does
-    ends the loop."""
+    ends the loop, but flooding after being told does: then it returns the close code."""
     in_flight: deque[asyncio.Future[None]] = deque()
     while True:
         event = await receive()
         if event["type"] != "websocket.receive":
-            return
+            return None
         data = event.get("text")
         if data is None:
             data = event.get("bytes") or b""
         try:
-            message = decode_client(data)
+            if limits is not None:
+                limits.admit_frame()
+            message = decode_client(data, max_depth)
         except FrameError as exc:
+            if limits is not None and limits.abusive:
+                log.warning("closing a flooding connection", extra={"user_id": peer.user_id})
+                return CLOSE_RATE_LIMITED
             peer.send(refusal(exc))
             continue
         try:
+            if limits is not None:
+                limits.admit(message, *node.holdings(peer))
             pending = await node.handle(peer, message)
         except FrameError as exc:
             peer.send(refusal(exc, message.ref))
@@ -117,39 +137,84 @@ def _settled(
     error = done.exception()
     channel = getattr(message, "channel", None)
     if error is not None:
-        peer.send(error_frame("publish_failed", str(error), channel, message.ref))
+        # The detail (hosts, library text) is for the log, not the client.
+        log.warning("pipelined publish failed on %r: %s", channel, error)
+        peer.send(error_frame("publish_failed", PUBLISH_FAILED, channel, message.ref))
     elif message.ref is not None:
         peer.send(ack_frame(message.ref))
 
 
 class WebSocketEndpoint:
-    """The raw ASGI app behind ``/ws``."""
+    """The raw ASGI app behind ``/ws``: every check that can refuse a connection runs before
+    the upgrade is accepted, so a refused client costs one HTTP answer."""
 
     def __init__(self, node: Node, settings: Settings) -> None:
         self.node = node
         self.settings = settings
         self._direct = DirectPath()
+        self._origins = frozenset(settings.ws_allowed_origins)
+        self._any_origin = "*" in self._origins
+        self._per_user: dict[str, int] = {}
+        self._quotas = Quotas(
+            frames_per_second=settings.ws_max_frames_per_second,
+            frame_burst=settings.ws_frame_burst,
+            max_subscriptions=settings.ws_max_subscriptions,
+            max_presence_joins=settings.ws_max_presence_joins,
+            max_event_name=settings.event_name_max_length,
+            resync_interval=settings.presence_resync_interval,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
+        headers = Headers(scope=scope)
         try:
+            self._check_origin(headers)
             user_id = identify(
-                Headers(scope=scope),
+                headers,
                 QueryParams(scope["query_string"]),
                 self.settings.jwt_secret,
                 self.settings.jwt_user_claim,
             )
+            self._check_capacity(user_id)
         except AuthError as exc:
             await self._deny(scope, receive, send, exc)
             return
-        await send({"type": "websocket.accept"})
-        limit = self.settings.ws_send_queue_size
-        direct = self._direct.connect(scope, user_id, limit)
-        if direct is not None:
-            await self._serve_direct(direct, receive)
-        else:
-            await self._serve_asgi(receive, send, user_id)
+        self._per_user[user_id] = self._per_user.get(user_id, 0) + 1
+        try:
+            await send({"type": "websocket.accept"})
+            limit = self.settings.ws_send_queue_size
+            direct = self._direct.connect(scope, user_id, limit)
+            if direct is not None:
+                await self._serve_direct(direct, receive)
+            else:
+                await self._serve_asgi(receive, send, user_id)
+        finally:
+            left = self._per_user[user_id] - 1
+            if left:
+                self._per_user[user_id] = left
+            else:
+                del self._per_user[user_id]
+
+    def _check_origin(self, headers: Headers) -> None:
+        # Browsers always send Origin; other clients (the seed's included) usually send none,
+        # and cross-site WebSocket hijacking needs a browser, so a missing Origin passes. An
+        # exact match only: "null" (sandboxed frames, file://) and look-alikes never do.
+        origin = headers.get("origin")
+        if origin is None or self._any_origin or origin in self._origins:
+            return
+        raise AuthError("origin not allowed", 403)
+
+    def _check_capacity(self, user_id: str) -> None:
+        cap = self.settings.ws_max_connections
+        if cap and self.node.connections >= cap:
+            raise AuthError("the gateway is at its connection limit; try another instance", 503)
+        per_user = self.settings.ws_max_connections_per_user
+        if per_user and self._per_user.get(user_id, 0) >= per_user:
+            raise AuthError(f"this user already has {per_user} connections here", 429)
+
+    def _limits(self) -> ConnectionLimits:
+        return ConnectionLimits(self._quotas)
 
     async def _deny(self, scope: Scope, receive: Receive, send: Send, exc: AuthError) -> None:
         if "websocket.http.response" in (scope.get("extensions") or {}):
@@ -161,9 +226,14 @@ class WebSocketEndpoint:
     async def _serve_direct(self, peer: DirectConnection, receive: Receive) -> None:
         # No writer task: sends go straight to the transport; this task is the reader.
         self.node.connect(peer)
+        code = None
         try:
-            await read_loop(receive, peer, self.node)
+            code = await read_loop(
+                receive, peer, self.node, self._limits(), self.settings.json_max_depth
+            )
         finally:
+            if code is not None:
+                peer.close(code, "rate limited")
             peer.detach()
             await self.node.disconnect(peer)
         if peer.slow:
@@ -172,29 +242,33 @@ class WebSocketEndpoint:
     async def _serve_asgi(self, receive: Receive, send: Send, user_id: str) -> None:
         peer = Connection(send, user_id, self.settings.ws_send_queue_size)
         self.node.connect(peer)
-        reader = asyncio.create_task(read_loop(receive, peer, self.node))
+        reader = asyncio.create_task(
+            read_loop(receive, peer, self.node, self._limits(), self.settings.json_max_depth)
+        )
         writer = peer.writer = asyncio.create_task(peer.write_loop())
+        code = None
         try:
             await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in (reader, writer):
                 task.cancel()
             for result in await asyncio.gather(reader, writer, return_exceptions=True):
-                if isinstance(result, Exception) and not isinstance(result, OSError):
+                if isinstance(result, int):
+                    code = result
+                elif isinstance(result, Exception) and not isinstance(result, OSError):
                     log.error("connection loop failed", exc_info=result)
             await self.node.disconnect(peer)
         if peer.slow:
             log.warning("closing slow consumer", extra={"user_id": user_id})
-            try:
-                await asyncio.wait_for(
-                    send(
-                        {
-                            "type": "websocket.close",
-                            "code": CLOSE_SLOW_CONSUMER,
-                            "reason": "slow consumer",
-                        }
-                    ),
-                    SLOW_CLOSE_TIMEOUT,
-                )
-            except Exception as exc:  # the client is gone or still not reading
-                log.debug("slow consumer close not sent: %s", exc)
+            code, reason = CLOSE_SLOW_CONSUMER, "slow consumer"
+        else:
+            reason = "rate limited"
+        if code is None:
+            return
+        try:
+            await asyncio.wait_for(
+                send({"type": "websocket.close", "code": code, "reason": reason}),
+                SLOW_CLOSE_TIMEOUT,
+            )
+        except Exception as exc:  # the client is gone or still not reading
+            log.debug("close not sent: %s", exc)

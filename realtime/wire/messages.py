@@ -87,20 +87,31 @@ _client_decoder: msgspec.json.Decoder[AnyClientMessage] = msgspec.json.Decoder(A
 # msgspec recurses once per nesting level and raises RecursionError near Python's limit (a
 # 2 KB frame of 1,000 nested arrays did), so depth is checked before decoding.
 DEFAULT_MAX_DEPTH = 64
-_STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-# Every byte but the brackets is deleted, openings become "(" and closings ")".
+_KEEP_BRACKETS_AND_QUOTES = bytes(set(range(256)) - set(b'[]{}"'))
+_STRING = re.compile(rb'"[^"]*"')
+# Openings become "(" and closings ")".
 _BRACKETS = bytes.maketrans(b"[{]}", b"(())")
-_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
 
 
 def nesting_depth(data: bytes | str, limit: int = 1_000_000) -> int:
     """How deep the arrays and objects in ``data`` nest (brackets inside strings ignored),
     counted up to ``limit`` + 1; for unbalanced input, an upper bound of how deep a parser
-    would go before failing."""
+    would go before failing. Every step is a C-speed pass over the bytes, no Python loop per
+    byte: a 64 KiB frame of brackets takes about a millisecond."""
     if isinstance(data, str):
         data = data.encode("utf-8", "surrogatepass")
-    brackets = _STRINGS.sub(b"", data).translate(_BRACKETS, _NOT_BRACKETS)
-    # Each pass removes the innermost level; C-speed passes instead of a Python loop per byte.
+    if b"\\" in data:
+        # Escaped backslashes first, then escaped quotes: every quote left delimits a string.
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    shape = data.translate(None, _KEEP_BRACKETS_AND_QUOTES)
+    # Two adjacent quotes enclose nothing that matters (a string without brackets, or the end
+    # of one and the start of the next): dropping them keeps every other byte's side. Most
+    # strings go here, cheaply; the few left holding brackets are cut out by the pattern.
+    shape = shape.replace(b'""', b"")
+    if b'"' in shape:
+        shape = _STRING.sub(b"", shape)
+    brackets = shape.replace(b'"', b"").translate(_BRACKETS)
+    # Each pass removes the innermost level.
     depth = 0
     while b"()" in brackets and depth <= limit:
         brackets = brackets.replace(b"()", b"")

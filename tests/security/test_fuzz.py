@@ -35,8 +35,7 @@ def random_frame(rng: random.Random) -> bytes | str:
 async def test_fuzzed_frames_never_disturb_another_client() -> None:
     rng = random.Random(20261129)
     settings = make_settings(WS_MAX_FRAMES_PER_SECOND="0")  # the rate limit is tested apart
-    frame: bytes | str = b""
-    previous: bytes | str = b""
+
     async with run_gateway(settings) as gw:
         async with (
             ws_client(gw.ws_url + "?user_id=listener") as listener,
@@ -47,9 +46,11 @@ async def test_fuzzed_frames_never_disturb_another_client() -> None:
             fuzzed = 0
             while fuzzed < 300:  # bounded: 300 random frames over a few reconnects
                 async with ws_client(gw.ws_url + "?user_id=fuzzer") as fuzzer:
+                    oversized = False
                     try:
                         for _ in range(60):
-                            previous, frame = frame, random_frame(rng)
+                            frame = random_frame(rng)
+                            oversized = oversized or len(frame) > 65_536
                             await fuzzer.ws.send(frame)
                             fuzzed += 1
                             sent += 1
@@ -61,9 +62,8 @@ async def test_fuzzed_frames_never_disturb_another_client() -> None:
                         # Only the documented close: a frame over WS_MAX_FRAME_BYTES (1009;
                         # the client may see 1006 when the close races its own large write).
                         await asyncio.wait_for(fuzzer.ws.wait_closed(), 5)
-                        # The close is seen on the send after the big frame, or on its own.
-                        big = max(len(frame), len(previous))
-                        assert big > 65_536, f"closed after {frame[:80]!r}"
+                        # The client notices the close a few sends after the big frame.
+                        assert oversized, "closed with no frame over the limit sent"
                         assert fuzzer.ws.close_code in (1009, 1006)
             # Still served after it all.
             await sender.request({"type": "broadcast", "channel": "steady", "event": "end"})

@@ -8,7 +8,6 @@ import time
 
 import pytest
 
-from realtime.cli import security_warnings
 from realtime.testing.gateway import Gateway, make_settings, run_gateway
 
 UPGRADE = (
@@ -72,12 +71,3 @@ async def test_a_slow_handshake_is_cut_at_the_deadline() -> None:
         # An idle socket that never sends a byte is cut too.
         data, closed = await exchange(gw, b"", 5.0)
         assert closed
-
-
-def test_seed_compatible_openings_are_warned_about() -> None:
-    open_settings = make_settings()
-    warnings = security_warnings(open_settings)
-    assert any("API_KEYS" in w for w in warnings)
-    assert any("WS_ALLOWED_ORIGINS" in w for w in warnings)
-    closed = make_settings(API_KEYS="k" * 16, CORS_ALLOWED_ORIGINS="https://a.example")
-    assert security_warnings(closed) == []

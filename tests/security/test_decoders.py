@@ -59,3 +59,11 @@ def test_valid_json_within_the_depth_is_never_refused_for_depth(payload: object)
     message = decode_client(raw)
     assert isinstance(message, Broadcast)
     assert msgspec.json.decode(message.payload) == payload
+
+
+def test_brackets_inside_strings_are_not_nesting() -> None:
+    text = "[" * 100 + '\\"{' * 100 + "\\\\"
+    raw = msgspec.json.encode({"type": "broadcast", "channel": "c", "event": text, "payload": text})
+    message = decode_client(raw)
+    assert isinstance(message, Broadcast) and message.event == text
+    assert decode_event(raw).event == text

@@ -127,7 +127,8 @@ async def test_deep_nesting_and_long_event_names_get_errors_and_the_connection_l
             await a.subscribe("c", "broadcast")
             deep = '{"type":"broadcast","channel":"c","payload":' + "[" * 1000 + "]" * 1000 + "}"
             await a.send(deep)
-            await a.expect("error", code="invalid_json")
+            refused = await a.expect("error", code="invalid_json")
+            assert "deeper than 64" in refused["message"]
             await a.send({"type": "broadcast", "channel": "c", "event": "e" * 60_000, "ref": 3})
             await a.expect("error", code="invalid_message", ref=3)
             await a.request({"type": "broadcast", "channel": "c", "event": "ok", "payload": 1})
@@ -146,3 +147,15 @@ async def test_presence_resync_is_rate_limited_per_channel() -> None:
             await a.expect("error", code="rate_limited", ref=6)
             await a.subscribe("other")  # another channel is not affected
             await a.subscribe("room", "broadcast")  # without presence: no sync, no limit
+
+
+async def test_json_max_depth_is_the_setting() -> None:
+    async with run_gateway(make_settings(JSON_MAX_DEPTH="4")) as gw:
+        async with ws_client(gw.ws_url + "?user_id=a") as a:
+            await a.subscribe("c", "broadcast")
+            # The frame's object plus 3 arrays: 4 levels, with more brackets than that.
+            ok = {"type": "broadcast", "channel": "c", "event": "ok", "payload": [[[1]], [[2]]]}
+            await a.request(ok)
+            await a.expect("broadcast", event="ok")
+            await a.send({**ok, "payload": [[[[1]]]], "ref": "deep"})
+            await a.expect("error", code="invalid_json", ref=None)

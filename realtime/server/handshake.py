@@ -11,7 +11,10 @@ the hooks it overrides are there.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -31,13 +34,19 @@ class _Rejected(Exception):
     uvicorn calls send_400_response, which sends our status instead."""
 
 
-class GuardedHttpToolsProtocol(HttpToolsProtocol):
+@dataclass(frozen=True)
+class HandshakeLimits:
     handshake_timeout: float = 10.0
     max_request_line: int = 8190
     max_header_bytes: int = 16384
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    def __init__(self, *args: Any, limits: HandshakeLimits, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.handshake_timeout = limits.handshake_timeout
+        self.max_request_line = limits.max_request_line
+        self.max_header_bytes = limits.max_header_bytes
         self._deadline: asyncio.TimerHandle | None = None
         self._header_bytes = 0
         self._header_count = 0
@@ -114,17 +123,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
 def guarded_protocol(
     handshake_timeout: float, max_request_line: int, max_header_bytes: int
-) -> type[GuardedHttpToolsProtocol]:
-    """A protocol class with these limits, for uvicorn's ``http`` option."""
+) -> Callable[..., GuardedHttpToolsProtocol]:
+    """The protocol factory for uvicorn's ``http`` option. A partial of a module-level class,
+    not a class made here: ``--workers`` pickles the option into each worker process."""
     missing = [hook for hook in _HOOKS[:-1] if not hasattr(HttpToolsProtocol, hook)]
     if missing:
         raise RuntimeError(f"uvicorn's HttpToolsProtocol lacks {missing}: pin a tested uvicorn")
-    return type(
-        "GuardedHttpToolsProtocol",
-        (GuardedHttpToolsProtocol,),
-        {
-            "handshake_timeout": handshake_timeout,
-            "max_request_line": max_request_line,
-            "max_header_bytes": max_header_bytes,
-        },
-    )
+    limits = HandshakeLimits(handshake_timeout, max_request_line, max_header_bytes)
+    return functools.partial(GuardedHttpToolsProtocol, limits=limits)

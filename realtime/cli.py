@@ -95,6 +95,8 @@ def serve(settings: Settings, workers: int = 1) -> None:
         " BROADCAST_MAX_MESSAGE_BYTES raises the broker's limit and this cap with it)",
         settings.http_max_body_bytes,
     )
+    for warning in security_warnings(settings):
+        log.warning("%s", warning)
     if workers > 1 and settings.broker == "memory":
         log.warning("--workers %d with the memory broker: each worker is its own island", workers)
     uvicorn.run(
@@ -113,8 +115,20 @@ def server_options(settings: Settings) -> dict[str, Any]:
     here, at start-up), else uvicorn's own, with one warning line."""
     # Imported here so that `realtime --help` and a bad setting's exit stay quick.
     from realtime.server.direct import choose_protocol
+    from realtime.server.handshake import guarded_protocol
 
     return {
+        "http": guarded_protocol(
+            settings.handshake_timeout,
+            settings.http_max_request_line,
+            settings.http_max_header_bytes,
+        ),
+        # uvicorn answers 503 to HTTP requests beyond this many open connections (WebSockets
+        # included; upgrades are capped by WS_MAX_CONNECTIONS in the endpoint). The headroom
+        # keeps health checks and the API answering while the WebSockets are at their cap.
+        "limit_concurrency": settings.ws_max_connections + HTTP_HEADROOM
+        if settings.ws_max_connections
+        else None,
         "ws": choose_protocol(),
         "ws_max_size": settings.ws_max_frame_bytes,
         "ws_ping_interval": settings.ws_ping_interval,
@@ -125,6 +139,25 @@ def server_options(settings: Settings) -> dict[str, Any]:
         "access_log": False,
         "lifespan": "on",
     }
+
+
+HTTP_HEADROOM = 256
+
+
+def security_warnings(settings: Settings) -> list[str]:
+    """The start-up lines saying which seed-compatible openings are left on."""
+    warnings = []
+    if not settings.api_keys:
+        warnings.append(
+            "API_KEYS is not set: POST /api/event is open, anyone who reaches this port can"
+            " publish to any channel (set API_KEYS in production)"
+        )
+    if "*" in settings.ws_allowed_origins:
+        warnings.append(
+            "WS_ALLOWED_ORIGINS is * (it follows CORS_ALLOWED_ORIGINS by default): a page on any"
+            " site can open /ws with its visitors' cookies; list your origins in production"
+        )
+    return warnings
 
 
 def main(argv: Sequence[str] | None = None) -> None:

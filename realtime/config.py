@@ -16,6 +16,7 @@ from urllib.parse import quote, urlsplit
 
 from starlette.config import Config
 
+from realtime.apikeys import ApiKey, parse_api_keys
 from realtime.auth import keys
 from realtime.brokers.base import EDGE_MAX_BYTES, ENVELOPE_RESERVE, MAX_MESSAGE_BYTES
 from realtime.errors import ConfigError
@@ -60,6 +61,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("BROADCAST_MQ_PASSWORD", None, "broker password (redis broker)"),
     Option("BROADCAST_MQ_DB", None, "broker database index (redis broker)"),
     Option("CORS_ALLOWED_ORIGINS", "*", "comma-separated origins allowed to call /api/event"),
+    Option("API_KEYS", None, "keys for /api/event: key[:pattern|pattern],...; unset: open API"),
+    Option("WS_ALLOWED_ORIGINS", None, "origins allowed to open /ws (default: the CORS list)"),
     Option("JWT_SECRET", None, "HMAC secret (>= 32 bytes); when set, /ws requires a JWT"),
     Option("JWT_PUBLIC_KEY", None, "PEM public key (RSA, EC, Ed25519) or its path, instead"),
     Option("JWT_JWKS_URL", None, "URL of a JWKS whose keys (by kid) verify tokens, instead"),
@@ -104,6 +107,18 @@ OPTIONS: tuple[Option, ...] = (
         "bound on each broker's and the presence store's start; past it the gateway exits",
     ),
     Option("WS_SEND_QUEUE_SIZE", "1024", "frames queued per connection before it closes 4008"),
+    Option("WS_MAX_FRAMES_PER_SECOND", "100", "client frames a second per connection; 0: no cap"),
+    Option("WS_FRAME_BURST", "200", "client frames a connection may send at once above the rate"),
+    Option("WS_MAX_SUBSCRIPTIONS", "1000", "channels one connection may subscribe; 0: no cap"),
+    Option("WS_MAX_PRESENCE_JOINS", "100", "channels one connection may be present in; 0: none"),
+    Option("WS_MAX_CONNECTIONS_PER_USER", "100", "connections of one user per instance; 0: none"),
+    Option("WS_MAX_CONNECTIONS", "10000", "WebSocket connections per instance; 0: no cap"),
+    Option("PRESENCE_RESYNC_INTERVAL_MS", "1000", "least ms between two syncs of a channel"),
+    Option("EVENT_NAME_MAX_LENGTH", "200", "longest event name (characters), WebSocket and HTTP"),
+    Option("JSON_MAX_DEPTH", "64", "deepest JSON nesting accepted in a frame or HTTP body"),
+    Option("HANDSHAKE_TIMEOUT_SECONDS", "10", "seconds a client has to send its request headers"),
+    Option("HTTP_MAX_REQUEST_LINE_BYTES", "8190", "longest request line; longer: 414"),
+    Option("HTTP_MAX_HEADER_BYTES", "16384", "largest request header block; larger: 431"),
 )
 
 _DEFAULTS = {option.name: option.default for option in OPTIONS}
@@ -161,6 +176,8 @@ class Settings:
     presence_order_wait_ms: int
     broker: str
     cors_origins: tuple[str, ...]
+    api_keys: tuple[ApiKey, ...] = field(repr=False)
+    ws_allowed_origins: tuple[str, ...]
     jwt_secret: str | None = field(repr=False)
     jwt_public_key: str | None = field(repr=False)
     jwt_jwks_url: str | None
@@ -185,6 +202,18 @@ class Settings:
     broker_max_message_bytes: int
     http_max_body_bytes: int
     start_timeout: float
+    ws_max_frames_per_second: float
+    ws_frame_burst: int
+    ws_max_subscriptions: int
+    ws_max_presence_joins: int
+    ws_max_connections_per_user: int
+    ws_max_connections: int
+    presence_resync_interval: float
+    event_name_max_length: int
+    json_max_depth: int
+    handshake_timeout: float
+    http_max_request_line: int
+    http_max_header_bytes: int
     env: Mapping[str, str] = field(repr=False)
 
     def get(self, name: str, default: str | None = None) -> str | None:
@@ -222,7 +251,9 @@ def load_settings(
     presence_store = _choice("PRESENCE_STORE", env.value("PRESENCE_STORE"), ("redis", "memory"))
     ping_interval = _parse(env, "WS_PING_INTERVAL_SECONDS", float, "a number of seconds >= 0")
     ping_timeout = _parse(env, "WS_PING_TIMEOUT_SECONDS", float, "a number of seconds >= 0")
-    origins = tuple(o.strip() for o in env.value("CORS_ALLOWED_ORIGINS").split(",") if o.strip())
+    origins = _list(env.value("CORS_ALLOWED_ORIGINS"))
+    ws_origins_text = env.given("WS_ALLOWED_ORIGINS")
+    ws_origins = origins if ws_origins_text is None else _list(ws_origins_text)
     broker = env.value("BROADCAST_MQ_TYPE").lower()
     message_max = _parse(
         env,
@@ -255,6 +286,8 @@ def load_settings(
         ),
         broker=broker,
         cors_origins=origins,
+        api_keys=parse_api_keys("API_KEYS", env.given("API_KEYS")),
+        ws_allowed_origins=ws_origins,
         **_token_settings(env),
         jwt_user_claim=env.value("JWT_USER_CLAIM"),
         **_access_settings(env),
@@ -287,6 +320,31 @@ def load_settings(
             "a number of seconds from 0.001 to 86400",
             0.001,
             86400,
+        ),
+        ws_max_frames_per_second=_parse(
+            env, "WS_MAX_FRAMES_PER_SECOND", float, "a number of frames >= 0"
+        ),
+        ws_frame_burst=_parse(env, "WS_FRAME_BURST", int, "a frame count >= 1", 1),
+        ws_max_subscriptions=_parse(env, "WS_MAX_SUBSCRIPTIONS", int, "a channel count >= 0"),
+        ws_max_presence_joins=_parse(env, "WS_MAX_PRESENCE_JOINS", int, "a channel count >= 0"),
+        ws_max_connections_per_user=_parse(
+            env, "WS_MAX_CONNECTIONS_PER_USER", int, "a connection count >= 0"
+        ),
+        ws_max_connections=_parse(env, "WS_MAX_CONNECTIONS", int, "a connection count >= 0"),
+        presence_resync_interval=_parse(
+            env, "PRESENCE_RESYNC_INTERVAL_MS", int, "a whole number of milliseconds >= 0"
+        )
+        / 1000,
+        event_name_max_length=_parse(env, "EVENT_NAME_MAX_LENGTH", int, "a length >= 1", 1),
+        # msgspec recurses once per level; far below Python's recursion limit, with room.
+        json_max_depth=_bounded(env, "JSON_MAX_DEPTH", 1, 500),
+        handshake_timeout=_parse(
+            env, "HANDSHAKE_TIMEOUT_SECONDS", float, "a number of seconds > 0", 0.001
+        ),
+        # 8190: the longest line websockets' handshake parser reads (8192 with CRLF).
+        http_max_request_line=_bounded(env, "HTTP_MAX_REQUEST_LINE_BYTES", 256, 8190),
+        http_max_header_bytes=_parse(
+            env, "HTTP_MAX_HEADER_BYTES", int, "a byte count >= 1024", 1024
         ),
         env=merged,
     )
@@ -395,6 +453,17 @@ def _parse(
     if not minimum <= value <= maximum:  # type: ignore[operator]
         raise ConfigError(name, f"{text!r} is not {accepts}")
     return value
+
+
+def _bounded(env: _Env, name: str, low: int, high: int) -> int:
+    value = _parse(env, name, int, f"a whole number from {low} to {high}", low)
+    if value > high:
+        raise ConfigError(name, f"{value} is not a whole number from {low} to {high}")
+    return value
+
+
+def _list(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
 def _choice(name: str, value: str | None, allowed: tuple[str, ...]) -> str:

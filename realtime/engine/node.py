@@ -64,17 +64,31 @@ class PeerState:
     grants: Grants | None = None  # what the connection's token grants; None: no token
 
 
+# What a client is told when a backend fails. The exception's own text names hosts, ports and
+# library internals, so it goes to the log and the client gets one of these.
+PRESENCE_UNAVAILABLE = "presence is unavailable right now; try again"
+PUBLISH_FAILED = "the message queue did not accept the publish; try again"
+SUBSCRIBE_FAILED = "the message queue did not accept the subscription; try again"
+
+
+def backend_failure(code: str, message: str, channel: str, exc: Exception) -> FrameError:
+    """The client's error for a failed backend call, after logging the detail."""
+    log.warning("%s on %r: %s", code, channel, exc, extra={"channel": channel})
+    return FrameError(code, message, channel)
+
+
 @contextlib.contextmanager
 def refusing(channel: str) -> Iterator[None]:
     """Turn a presence store's errors into the error frame the client sees."""
     try:
         yield
     except PresenceFull as exc:
+        # Our own message, naming only the channel's cap: safe to pass on.
         raise FrameError("presence_full", str(exc), channel) from exc
     except PresenceError as exc:
-        raise FrameError("presence_unavailable", str(exc), channel) from exc
+        raise backend_failure("presence_unavailable", PRESENCE_UNAVAILABLE, channel, exc) from exc
     except BrokerError as exc:
-        raise FrameError("publish_failed", str(exc), channel) from exc
+        raise backend_failure("publish_failed", PUBLISH_FAILED, channel, exc) from exc
 
 
 def _sized(data: bytes, channel: str, limit: int) -> bytes:
@@ -177,6 +191,11 @@ class Node:
         """Presence events that arrived ahead of an earlier one and were put back in order."""
         return self._views.reordered
 
+    def holdings(self, peer: Peer) -> tuple[dict[str, set[Kind]], dict[str, Member]]:
+        """The channels ``peer`` listens to and is present in (read-only: for quotas)."""
+        state = self._peers[peer]
+        return state.listening, state.joined
+
     # --- peers ----------------------------------------------------------------------------------
 
     def connect(self, peer: Peer, grants: Grants | None = None) -> None:
@@ -261,7 +280,7 @@ class Node:
         try:
             await self.brokers[BROADCAST].publish(BROADCAST, channel, data)
         except BrokerError as exc:
-            raise FrameError("publish_failed", str(exc), channel) from exc
+            raise backend_failure("publish_failed", PUBLISH_FAILED, channel, exc) from exc
 
     async def deliver(self, kind: Kind, channel: str, data: bytes) -> None:
         """A message from the bus: encode its client frame once, queue it to every local peer."""
@@ -303,7 +322,7 @@ class Node:
                 await self.hub.remove(peer, kind, channel)
                 listening.discard(kind)
         except BrokerError as exc:
-            raise FrameError("subscribe_failed", str(exc), channel) from exc
+            raise backend_failure("subscribe_failed", SUBSCRIBE_FAILED, channel, exc) from exc
         finally:
             if PRESENCE not in listening:
                 self._views.drop(peer, channel)
@@ -315,7 +334,9 @@ class Node:
             await self._views.first_sync(ticket)
         except PresenceError as exc:
             # The subscriber stays held: the reaper's tick retries and the client gets its sync.
-            raise FrameError("presence_unavailable", str(exc), channel) from exc
+            raise backend_failure(
+                "presence_unavailable", PRESENCE_UNAVAILABLE, channel, exc
+            ) from exc
 
     # --- presence -------------------------------------------------------------------------------
 

@@ -14,12 +14,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from realtime.apikeys import find_key, presented_key
 from realtime.backends import build_node
 from realtime.config import Settings
 from realtime.errors import FrameError
 from realtime.server import logs
 from realtime.server.bodies import BodyTooLarge, read_capped
 from realtime.server.lifespan import Lifespan
+from realtime.server.openapi import OPENAPI
 from realtime.server.websocket import WebSocketEndpoint
 from realtime.wire.messages import decode_event
 
@@ -37,15 +39,34 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
     node = build_node(settings)
     logs.install()
 
+    api_keys = settings.api_keys
+
     async def post_event(request: Request) -> Response:
+        key = None
+        if api_keys:
+            presented = presented_key(request.headers)
+            key = find_key(api_keys, presented) if presented is not None else None
+            if key is None:
+                return JSONResponse(
+                    {"error": "a valid API key is required (Authorization: Bearer or X-API-Key)"},
+                    status_code=401,
+                    headers={"www-authenticate": "Bearer"},
+                )
+        # JSON only: a browser's cross-site "simple" POST (text/plain, form encodings) is sent
+        # without a CORS preflight, so accepting it would let any page publish.
+        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media_type != "application/json":
+            return error(415, "the body must be JSON, sent as content-type: application/json")
         try:
             body = await read_capped(request, settings.http_max_body_bytes)
         except BodyTooLarge as exc:
             return error(413, str(exc))
         try:
-            event = decode_event(body)
+            event = decode_event(body, settings.json_max_depth, settings.event_name_max_length)
         except FrameError as exc:
             return error(400, exc.message)
+        if key is not None and not key.allows(event.channel):
+            return error(403, "this API key may not publish to this channel")
         try:
             await node.publish(event.channel, event.event, event.payload)
         except FrameError as exc:
@@ -64,8 +85,12 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
             status_code=200 if ready else 503,
         )
 
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(OPENAPI)
+
     routes = [
         Route("/api/event", post_event, methods=["POST"]),
+        Route("/openapi.json", openapi),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
     ]

@@ -244,7 +244,9 @@ class DirectConnection:
         pending.clear()
 
     def close(self, code: int, reason: str) -> None:
-        """Close now with ``code`` (an expired token); the read loop then ends."""
+        """Close now with ``code``: an expired token, a flooding client; the read loop then
+        ends."""
+        self._pending.clear()
         self._protocol.fail_connection(code, reason)
 
     def detach(self) -> None:

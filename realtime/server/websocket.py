@@ -13,6 +13,8 @@ import asyncio
 import functools
 import logging
 from collections import deque
+from collections.abc import Coroutine
+from typing import Any
 
 from starlette.datastructures import Headers, QueryParams
 from starlette.responses import JSONResponse
@@ -20,10 +22,11 @@ from starlette.types import Receive, Scope, Send
 
 from realtime.auth import Authenticator
 from realtime.config import Settings
-from realtime.engine.node import Node
+from realtime.engine.node import PUBLISH_FAILED, Node
 from realtime.errors import AuthError, FrameError
 from realtime.server.direct import CLOSE_SLOW_CONSUMER, DirectConnection, DirectPath
 from realtime.server.expiry import Lease
+from realtime.server.limits import CLOSE_RATE_LIMITED, ConnectionLimits, Quotas
 from realtime.wire.frames import Outgoing
 from realtime.wire.messages import (
     AnyClientMessage,
@@ -97,9 +100,12 @@ async def read_loop(
     peer: DirectConnection | Connection,
     node: Node,
     lease: Lease | None = None,
+    limits: ConnectionLimits | None = None,
+    max_depth: int = 64,
 ) -> None:
     """Decode and act on each client message until the client goes; nothing a message does
-    ends the loop."""
+    ends the loop, but flooding after being told does: then the peer is closed with
+    CLOSE_RATE_LIMITED."""
     in_flight: deque[asyncio.Future[None]] = deque()
     while True:
         event = await receive()
@@ -109,8 +115,14 @@ async def read_loop(
         if data is None:
             data = event.get("bytes") or b""
         try:
-            message = decode_client(data)
+            if limits is not None:
+                limits.admit_frame()
+            message = decode_client(data, max_depth)
         except FrameError as exc:
+            if limits is not None and limits.abusive:
+                log.warning("closing a flooding connection", extra={"user_id": peer.user_id})
+                peer.close(CLOSE_RATE_LIMITED, "rate limited")
+                return
             peer.send(refusal(exc))
             continue
         if isinstance(message, Refresh) or (
@@ -119,6 +131,8 @@ async def read_loop(
             await _lease_frame(peer, message, lease)
             continue
         try:
+            if limits is not None:
+                limits.admit(message, *node.holdings(peer))
             pending = await node.handle(peer, message)
         except FrameError as exc:
             peer.send(refusal(exc, message.ref))
@@ -168,42 +182,59 @@ def _settled(
     error = done.exception()
     channel = getattr(message, "channel", None)
     if error is not None:
-        peer.send(error_frame("publish_failed", str(error), channel, message.ref))
+        # The detail (hosts, library text) is for the log, not the client.
+        log.warning("pipelined publish failed on %r: %s", channel, error)
+        peer.send(error_frame("publish_failed", PUBLISH_FAILED, channel, message.ref))
     elif message.ref is not None:
         peer.send(ack_frame(message.ref))
 
 
 class WebSocketEndpoint:
-    """The raw ASGI app behind ``/ws``."""
+    """The raw ASGI app behind ``/ws``: every check that can refuse a connection runs before
+    the upgrade is accepted, so a refused client costs one HTTP answer."""
 
     def __init__(self, node: Node, settings: Settings) -> None:
         self.node = node
         self.settings = settings
         self.auth = Authenticator(settings)
         self._direct = DirectPath()
+        self._origins = frozenset(settings.ws_allowed_origins)
+        self._any_origin = "*" in self._origins
+        self._per_user: dict[str, int] = {}
+        self._quotas = Quotas(
+            frames_per_second=settings.ws_max_frames_per_second,
+            frame_burst=settings.ws_frame_burst,
+            max_subscriptions=settings.ws_max_subscriptions,
+            max_presence_joins=settings.ws_max_presence_joins,
+            max_event_name=settings.event_name_max_length,
+            resync_interval=settings.presence_resync_interval,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
+        headers = Headers(scope=scope)
         try:
-            identity = await self.auth.identify(
-                Headers(scope=scope), QueryParams(scope["query_string"])
-            )
+            self._check_origin(headers)
+            identity = await self.auth.identify(headers, QueryParams(scope["query_string"]))
+            self._check_capacity(identity.user_id)
         except AuthError as exc:
             await self._deny(scope, receive, send, exc)
             return
-        await send({"type": "websocket.accept"})
-        limit = self.settings.ws_send_queue_size
-        peer: DirectConnection | Connection | None
-        peer = self._direct.connect(scope, identity.user_id, limit)
-        if peer is None:
-            peer = Connection(send, identity.user_id, limit)
+        user_id = identity.user_id
+        self._per_user[user_id] = self._per_user.get(user_id, 0) + 1
         lease = None
-        if self.auth.enabled:
-            lease = Lease(peer, self.auth, self.node, self.settings.jwt_expiry_grace)
-            lease.start(identity.expires)
-        self.node.connect(peer, identity.grants)
         try:
+            await send({"type": "websocket.accept"})
+            limit = self.settings.ws_send_queue_size
+            peer: DirectConnection | Connection | None
+            peer = self._direct.connect(scope, user_id, limit)
+            if peer is None:
+                peer = Connection(send, user_id, limit)
+            if self.auth.enabled:
+                lease = Lease(peer, self.auth, self.node, self.settings.jwt_expiry_grace)
+                lease.start(identity.expires)
+            self.node.connect(peer, identity.grants)
             if isinstance(peer, DirectConnection):
                 await self._serve_direct(peer, receive, lease)
             else:
@@ -211,6 +242,34 @@ class WebSocketEndpoint:
         finally:
             if lease is not None:
                 lease.cancel()
+            left = self._per_user[user_id] - 1
+            if left:
+                self._per_user[user_id] = left
+            else:
+                del self._per_user[user_id]
+
+    def _check_origin(self, headers: Headers) -> None:
+        # Browsers always send Origin; other clients (the seed's included) usually send none,
+        # and cross-site WebSocket hijacking needs a browser, so a missing Origin passes. An
+        # exact match only: "null" (sandboxed frames, file://) and look-alikes never do.
+        origin = headers.get("origin")
+        if origin is None or self._any_origin or origin in self._origins:
+            return
+        raise AuthError("origin not allowed", 403)
+
+    def _check_capacity(self, user_id: str) -> None:
+        cap = self.settings.ws_max_connections
+        if cap and self.node.connections >= cap:
+            raise AuthError("the gateway is at its connection limit; try another instance", 503)
+        per_user = self.settings.ws_max_connections_per_user
+        if per_user and self._per_user.get(user_id, 0) >= per_user:
+            raise AuthError(f"this user already has {per_user} connections here", 429)
+
+    def _reader(
+        self, receive: Receive, peer: DirectConnection | Connection, lease: Lease | None
+    ) -> Coroutine[Any, Any, None]:
+        limits = ConnectionLimits(self._quotas)
+        return read_loop(receive, peer, self.node, lease, limits, self.settings.json_max_depth)
 
     async def _deny(self, scope: Scope, receive: Receive, send: Send, exc: AuthError) -> None:
         if "websocket.http.response" in (scope.get("extensions") or {}):
@@ -224,7 +283,7 @@ class WebSocketEndpoint:
     ) -> None:
         # No writer task: sends go straight to the transport; this task is the reader.
         try:
-            await read_loop(receive, peer, self.node, lease)
+            await self._reader(receive, peer, lease)
         finally:
             peer.detach()
             await self.node.disconnect(peer)
@@ -234,7 +293,7 @@ class WebSocketEndpoint:
     async def _serve_asgi(
         self, receive: Receive, send: Send, peer: Connection, lease: Lease | None
     ) -> None:
-        reader = asyncio.create_task(read_loop(receive, peer, self.node, lease))
+        reader = asyncio.create_task(self._reader(receive, peer, lease))
         writer = peer.writer = asyncio.create_task(peer.write_loop())
         try:
             await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)

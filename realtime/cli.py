@@ -89,14 +89,14 @@ def serve(settings: Settings, workers: int = 1) -> None:
         settings.port,
         describe(settings),
     )
-    # Safer than the seed, which took a body of any size: say so once.
+    # What is left open comes first and loudly; then where we are safer than the seed.
+    for warning in security_warnings(settings):
+        log.warning("%s", warning)
     log.info(
         "/api/event bodies over %d bytes get 413 (HTTP_MAX_BODY_BYTES; the seed had no cap:"
         " BROADCAST_MAX_MESSAGE_BYTES raises the broker's limit and this cap with it)",
         settings.http_max_body_bytes,
     )
-    for warning in security_warnings(settings):
-        log.warning("%s", warning)
     if workers > 1 and settings.broker == "memory":
         log.warning("--workers %d with the memory broker: each worker is its own island", workers)
     uvicorn.run(

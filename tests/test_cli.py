@@ -79,8 +79,9 @@ async def test_first_log_line_names_the_backends(tmp_path: Path) -> None:
     assert "broker=memory presence=memory" in lines[0]
     assert "embedded" in lines[0]
     # Where it is safer than the seed, the start says so.
-    assert (
-        "bodies over 1047552 bytes get 413 (HTTP_MAX_BODY_BYTES; the seed had no cap" in (lines[1])
+    assert any(
+        "bodies over 1047552 bytes get 413 (HTTP_MAX_BODY_BYTES; the seed had no cap" in line
+        for line in lines[1:5]
     )
 
 

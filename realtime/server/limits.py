@@ -157,9 +157,20 @@ class ConnectionLimits:
                 " subscribe again later",
                 channel,
             )
+
+    def acted(self, message: AnyClientMessage) -> None:
+        """``message`` was carried out: a subscribe with presence has now sent a sync. A
+        refused one (forbidden, a broker error) sent none and costs no resync budget."""
+        interval = self._quotas.resync_interval
+        if not interval or not isinstance(message, Subscribe) or PRESENCE not in message.listen:
+            return
+        now = self._clock()
+        synced = self._synced
+        if synced is None:
+            synced = self._synced = {}
         if len(synced) > 64:
             # Bounded: forget channels whose interval has passed.
             for name, at in list(synced.items()):
                 if now - at >= interval:
                     del synced[name]
-        synced[channel] = now
+        synced[message.channel] = now

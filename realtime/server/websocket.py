@@ -140,6 +140,8 @@ async def read_loop(
             log.exception("client message handling failed", extra={"user_id": peer.user_id})
             peer.send(error_frame("internal_error", "the gateway failed", None, message.ref))
         else:
+            if limits is not None:
+                limits.acted(message)
             if pending is None:
                 if message.ref is not None:
                     peer.send(ack_frame(message.ref))

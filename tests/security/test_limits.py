@@ -80,13 +80,26 @@ def test_event_name_length() -> None:
 def test_resync_once_per_interval_per_channel_with_bounded_memory() -> None:
     clock = Clock()
     limits = ConnectionLimits(Quotas(resync_interval=1.0), clock)
-    limits.admit(Subscribe(channel="a"), {}, {})
+
+    def subscribe(message: Subscribe) -> None:
+        limits.admit(message, {}, {})
+        limits.acted(message)  # carried out: its sync was sent
+
+    subscribe(Subscribe(channel="a"))
     with pytest.raises(FrameError):
         limits.admit(Subscribe(channel="a"), {}, {})
-    limits.admit(Subscribe(channel="a", listen=["broadcast"]), {}, {})
+    subscribe(Subscribe(channel="a", listen=["broadcast"]))
     clock.now += 1.0
-    limits.admit(Subscribe(channel="a"), {}, {})
+    subscribe(Subscribe(channel="a"))
     for n in range(200):
-        limits.admit(Subscribe(channel=f"c{n}"), {}, {})
+        subscribe(Subscribe(channel=f"c{n}"))
         clock.now += 1.0
     assert len(limits._synced or {}) <= 66
+
+
+def test_a_refused_subscribe_costs_no_resync_budget() -> None:
+    # Admitted but then refused (forbidden, a broker error): no sync went out, so the next
+    # subscribe of the channel must not be rate limited.
+    limits = ConnectionLimits(Quotas(resync_interval=1.0), Clock())
+    limits.admit(Subscribe(channel="a"), {}, {})
+    limits.admit(Subscribe(channel="a"), {}, {})

@@ -19,7 +19,13 @@ async def test_an_open_api_and_any_origin_are_warned_in_the_first_lines(tmp_path
 
 async def test_a_closed_setup_starts_quietly_and_never_logs_its_keys(tmp_path: Path) -> None:
     key = "a-secret-api-key-1234567890"
-    env = {**EMBEDDED, "API_KEYS": f"{key}:news", "CORS_ALLOWED_ORIGINS": "https://a.example"}
+    env = {
+        **EMBEDDED,
+        "API_KEYS": f"{key}:news",
+        "CORS_ALLOWED_ORIGINS": "https://a.example",
+        # Identity from tokens, so channels follow their grants (CHANNEL_POLICY=token).
+        "JWT_SECRET": "s" * 32,
+    }
     async with spawn_gateway(env, str(tmp_path / "gw.log")) as gw:
         log = gw.log()
     assert "WARNING" not in log

@@ -152,6 +152,12 @@ def security_warnings(settings: Settings) -> list[str]:
             "API_KEYS is not set: POST /api/event is open, anyone who reaches this port can"
             " publish to any channel (set API_KEYS in production)"
         )
+    if not settings.http_require_json:
+        warnings.append(
+            "HTTP_REQUIRE_JSON=0: /api/event takes any content type, so a page on any site can"
+            " publish through its visitors' browsers with a plain form POST (the seed's"
+            " behaviour); send application/json and remove the setting"
+        )
     if "*" in settings.ws_allowed_origins:
         warnings.append(
             "WS_ALLOWED_ORIGINS is * (it follows CORS_ALLOWED_ORIGINS by default): a page on any"

@@ -63,6 +63,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("CORS_ALLOWED_ORIGINS", "*", "comma-separated origins allowed to call /api/event"),
     Option("API_KEYS", None, "keys for /api/event: key[:pattern|pattern],...; unset: open API"),
     Option("WS_ALLOWED_ORIGINS", None, "origins allowed to open /ws (default: the CORS list)"),
+    Option(
+        "HTTP_REQUIRE_JSON",
+        "1",
+        "1: /api/event takes application/json only (415 otherwise); 0: any type, as the seed",
+    ),
     Option("JWT_SECRET", None, "HMAC secret (>= 32 bytes); when set, /ws requires a JWT"),
     Option("JWT_PUBLIC_KEY", None, "PEM public key (RSA, EC, Ed25519) or its path, instead"),
     Option("JWT_JWKS_URL", None, "URL of a JWKS whose keys (by kid) verify tokens, instead"),
@@ -178,6 +183,7 @@ class Settings:
     cors_origins: tuple[str, ...]
     api_keys: tuple[ApiKey, ...] = field(repr=False)
     ws_allowed_origins: tuple[str, ...]
+    http_require_json: bool
     jwt_secret: str | None = field(repr=False)
     jwt_public_key: str | None = field(repr=False)
     jwt_jwks_url: str | None
@@ -288,6 +294,7 @@ def load_settings(
         cors_origins=origins,
         api_keys=parse_api_keys("API_KEYS", env.given("API_KEYS")),
         ws_allowed_origins=ws_origins,
+        http_require_json=_flag("HTTP_REQUIRE_JSON", env.value("HTTP_REQUIRE_JSON")),
         **_token_settings(env),
         jwt_user_claim=env.value("JWT_USER_CLAIM"),
         **_access_settings(env),

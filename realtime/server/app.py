@@ -55,7 +55,7 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
         # JSON only: a browser's cross-site "simple" POST (text/plain, form encodings) is sent
         # without a CORS preflight, so accepting it would let any page publish.
         media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-        if media_type != "application/json":
+        if settings.http_require_json and media_type != "application/json":
             return error(415, "the body must be JSON, sent as content-type: application/json")
         try:
             body = await read_capped(request, settings.http_max_body_bytes)

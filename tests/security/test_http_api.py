@@ -90,6 +90,20 @@ async def test_a_cross_site_simple_post_is_415_and_delivers_nothing(content_type
         await a.expect("broadcast", event="real")  # "forged" never came first
 
 
+async def test_one_setting_restores_the_seeds_any_content_type() -> None:
+    settings = make_settings(HTTP_REQUIRE_JSON="0")
+    async with run_gateway(settings) as gw, ws_client(gw.ws_url + "?user_id=a") as a:
+        await a.subscribe("c", "broadcast")
+        async with httpx.AsyncClient() as http:
+            response = await http.post(
+                gw.url + "/api/event",
+                content=b'{"channel":"c","event":"as-the-seed"}',
+                headers={"content-type": "text/plain"},
+            )
+        assert response.status_code == 200, response.text
+        await a.expect("broadcast", event="as-the-seed")
+
+
 async def http_post_json(gw: Gateway, body: object) -> httpx.Response:
     async with httpx.AsyncClient() as http:
         return await http.post(

@@ -38,3 +38,7 @@ def test_warnings_follow_the_settings() -> None:
     closed = make_settings(API_KEYS="k" * 16, CORS_ALLOWED_ORIGINS="https://a.example")
     assert security_warnings(closed) == []
     assert security_warnings(make_settings(API_KEYS="k" * 16, WS_ALLOWED_ORIGINS="*"))
+    seedlike = make_settings(
+        API_KEYS="k" * 16, CORS_ALLOWED_ORIGINS="https://a.example", HTTP_REQUIRE_JSON="0"
+    )
+    assert [w.split(" ")[0] for w in security_warnings(seedlike)] == ["HTTP_REQUIRE_JSON=0:"]

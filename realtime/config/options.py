@@ -1,0 +1,115 @@
+"""Every setting the core reads, with its default and what it accepts: the one place defaults
+are written. ``realtime serve --help`` prints this table; plugins document their own settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from realtime.brokers.base import EDGE_MAX_BYTES, MAX_MESSAGE_BYTES
+
+
+@dataclass(frozen=True)
+class Option:
+    """A documented setting: its variable, default and what it accepts."""
+
+    name: str
+    default: str | None
+    help: str
+
+
+# The one place every default is written: `realtime serve --help` prints this table and
+# load_settings() falls back to it. Plugins document their own settings in their READMEs.
+OPTIONS: tuple[Option, ...] = (
+    Option("SERVER_ADDR", ":8080", "listen address host:port (an empty host listens on all)"),
+    Option("REDIS_ADDR", "127.0.0.1:6379", "Redis host:port for presence (and the redis broker)"),
+    Option("REDIS_PASSWORD", None, "Redis password"),
+    Option("REDIS_DB", "0", "Redis database index, an integer >= 0"),
+    Option("REDIS_URL", None, "redis:// or rediss:// URL; overrides REDIS_ADDR/PASSWORD/DB"),
+    Option("REDIS_SENTINELS", None, "comma-separated sentinel host:port list (Sentinel mode)"),
+    Option("REDIS_SENTINEL_MASTER", None, "master name the sentinels monitor; needs SENTINELS"),
+    Option("REDIS_SENTINEL_PASSWORD", None, "password of the sentinels themselves, if any"),
+    Option("REDIS_CLUSTER", "0", "1: Redis Cluster; REDIS_ADDR or REDIS_URL names a startup node"),
+    Option("REDIS_CLUSTER_PUBSUB", "sharded", "sharded | classic (seed gateway interop)"),
+    Option("PRESENCE_STORE", "redis", "where presence lives: redis | memory"),
+    Option("PRESENCE_TTL_SECONDS", "60", "seconds a member whose gateway stopped stays listed"),
+    Option("PRESENCE_MAX_META_BYTES", "2048", "largest presence meta (JSON bytes) per member"),
+    Option("PRESENCE_MAX_MEMBERS", "100000", "members per channel; 0 means no cap"),
+    Option("PRESENCE_DIFF_WINDOW_MS", "100", "window batching events into one presence_diff"),
+    Option(
+        "PRESENCE_ORDER_WAIT_MS",
+        "100",
+        "how long an event ahead of a missing one waits for it before a resync (0..1000)",
+    ),
+    Option("BROADCAST_MQ_TYPE", "redis", "broker plugin name (entry point realtime.brokers)"),
+    Option("BROADCAST_MQ_ADDR", None, "broker address; the redis broker defaults to REDIS_*"),
+    Option("BROADCAST_MQ_PASSWORD", None, "broker password (redis broker)"),
+    Option("BROADCAST_MQ_DB", None, "broker database index (redis broker)"),
+    Option("CORS_ALLOWED_ORIGINS", "*", "comma-separated origins allowed to call /api/event"),
+    Option("API_KEYS", None, "keys for /api/event: key[:pattern|pattern],...; unset: open API"),
+    Option("WS_ALLOWED_ORIGINS", None, "origins allowed to open /ws (default: the CORS list)"),
+    Option(
+        "HTTP_REQUIRE_JSON",
+        "1",
+        "1: /api/event takes application/json only (415 otherwise); 0: any type, as the seed",
+    ),
+    Option("JWT_SECRET", None, "HMAC secret (>= 32 bytes); when set, /ws requires a JWT"),
+    Option("JWT_PUBLIC_KEY", None, "PEM public key (RSA, EC, Ed25519) or its path, instead"),
+    Option("JWT_JWKS_URL", None, "URL of a JWKS whose keys (by kid) verify tokens, instead"),
+    Option("JWT_JWKS_CACHE_SECONDS", "300", "seconds the JWKS is cached"),
+    Option("JWT_JWKS_MIN_REFRESH_SECONDS", "30", "least seconds between JWKS refetches"),
+    Option("JWT_AUDIENCE", None, "required aud: a token must name one of these (comma list)"),
+    Option("JWT_ISSUER", None, "required iss"),
+    Option("JWT_REQUIRE_EXP", "1", "1: tokens must have exp; 0: the seed's behaviour"),
+    Option("JWT_EXPIRY_GRACE_SECONDS", "10", "after token_expired, seconds to refresh or 4001"),
+    Option("JWT_USER_CLAIM", "sub", "JWT claim that holds the user id"),
+    Option("CHANNEL_POLICY", None, "open | token (default: token with a JWT key, else open)"),
+    Option("AUTH_HOOK_URL", None, "app backend asked on subscribe/publish/presence join"),
+    Option("AUTH_HOOK_TIMEOUT_SECONDS", "2", "seconds to wait for the hook's answer"),
+    Option("AUTH_HOOK_CACHE_SECONDS", "30", "seconds a hook answer is reused; 0: never"),
+    Option("AUTH_HOOK_FAILURE", "closed", "closed (refuse) | open (allow) when the hook fails"),
+    Option("LOG_LEVEL", "info", "debug | info | warning | error"),
+    Option("WS_PING_INTERVAL_SECONDS", "20", "seconds between WebSocket pings; 0 disables"),
+    Option("WS_PING_TIMEOUT_SECONDS", "20", "seconds to wait for a pong before closing"),
+    Option(
+        "WS_MAX_FRAME_BYTES",
+        "65536",
+        "largest client frame, at most BROADCAST_MAX_MESSAGE_BYTES less 1 KiB; larger ones close"
+        " with 1009",
+    ),
+    Option(
+        "BROADCAST_MAX_MESSAGE_BYTES",
+        str(MAX_MESSAGE_BYTES),
+        "largest message handed to the broker; raise it only for an MQ that carries more "
+        "(Redis: 512 MB); the edges' caps may then go up to it less 1 KiB",
+    ),
+    # Unset, it follows BROADCAST_MAX_MESSAGE_BYTES less the bus envelope's room, so raising
+    # that one setting is enough to take the seed's large bodies again.
+    Option(
+        "HTTP_MAX_BODY_BYTES",
+        None,
+        f"largest /api/event body (default {EDGE_MAX_BYTES}: BROADCAST_MAX_MESSAGE_BYTES less"
+        " 1 KiB, also its ceiling); larger ones get 413",
+    ),
+    Option(
+        "START_TIMEOUT_SECONDS",
+        "30",
+        "bound on each broker's and the presence store's start; past it the gateway exits",
+    ),
+    Option("WS_SEND_QUEUE_SIZE", "1024", "frames queued per connection before it closes 4008"),
+    Option("WS_MAX_FRAMES_PER_SECOND", "100", "client frames a second per connection; 0: no cap"),
+    Option("WS_FRAME_BURST", "200", "client frames a connection may send at once above the rate"),
+    Option("WS_MAX_SUBSCRIPTIONS", "1000", "channels one connection may subscribe; 0: no cap"),
+    Option("WS_MAX_PRESENCE_JOINS", "100", "channels one connection may be present in; 0: none"),
+    Option("WS_MAX_CONNECTIONS_PER_USER", "100", "connections of one user per instance; 0: none"),
+    Option("WS_MAX_CONNECTIONS", "10000", "WebSocket connections per instance; 0: no cap"),
+    Option("PRESENCE_RESYNC_INTERVAL_MS", "1000", "least ms between two syncs of a channel"),
+    Option("EVENT_NAME_MAX_LENGTH", "200", "longest event name (characters), WebSocket and HTTP"),
+    Option("JSON_MAX_DEPTH", "64", "deepest JSON nesting accepted in a frame or HTTP body"),
+    Option("HANDSHAKE_TIMEOUT_SECONDS", "10", "seconds a client has to send its request headers"),
+    Option("HTTP_MAX_REQUEST_LINE_BYTES", "8190", "longest request line; longer: 414"),
+    Option("HTTP_MAX_HEADER_BYTES", "16384", "largest request header block; larger: 431"),
+)
+
+DEFAULTS = {option.name: option.default for option in OPTIONS}
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+PUBSUB_MODES = ("sharded", "classic")

@@ -10,33 +10,28 @@ import contextlib
 import functools
 import logging
 import time
-import uuid
-from collections.abc import Awaitable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 
 import msgspec
 
-from realtime.auth.grants import Action, Grants
+from realtime.auth.grants import Grants
 from realtime.brokers.base import Broker, PipelinedBroker
+from realtime.engine.admission import Admission
 from realtime.engine.hub import Hub, Peer
+from realtime.engine.lifecycle import Backends
+from realtime.engine.peers import Peers, PeerState
 from realtime.engine.permissions import Permissions
 from realtime.engine.presence import PresenceViews
 from realtime.engine.upkeep import Upkeep
-from realtime.errors import (
-    BrokerError,
-    FrameError,
-    PresenceError,
-    PresenceFull,
-    RealtimeError,
-    StartError,
-)
-from realtime.presence.base import Entry, PresenceStore
+from realtime.errors import BrokerError, FrameError, PresenceError, PresenceFull
+from realtime.presence.base import PresenceStore
 from realtime.wire.messages import (
     BROADCAST,
     PRESENCE,
     PRESENCE_TYPES,
     AnyClientMessage,
     Broadcast,
+    BusMessage,
     Kind,
     Member,
     Meta,
@@ -48,20 +43,9 @@ from realtime.wire.messages import (
     bus_broadcast,
     client_frame,
     decode_bus,
-    encode,
 )
 
 log = logging.getLogger("realtime.engine.node")
-
-
-@dataclass(eq=False)
-class PeerState:
-    """What the node remembers of one connection, so closing it undoes everything."""
-
-    conn: str = ""
-    listening: dict[str, set[Kind]] = field(default_factory=dict)
-    joined: dict[str, Member] = field(default_factory=dict)
-    grants: Grants | None = None  # what the connection's token grants; None: no token
 
 
 # What a client is told when a backend fails. The exception's own text names hosts, ports and
@@ -91,33 +75,40 @@ def refusing(channel: str) -> Iterator[None]:
         raise backend_failure("publish_failed", PUBLISH_FAILED, channel, exc) from exc
 
 
-def _sized(data: bytes, channel: str, limit: int) -> bytes:
-    # The edges cap bodies and frames below the limit; only a very long user id could still
-    # push the envelope over, and no broker is ever handed more than it was promised.
-    if len(data) > limit:
-        raise FrameError(
-            "message_too_large",
-            f"the message is {len(data)} bytes on the bus, more than the {limit}"
-            " a broker carries (BROADCAST_MAX_MESSAGE_BYTES)",
-            channel,
-        )
-    return data
-
-
-async def _within(start: Awaitable[None], seconds: float | None, what: str) -> None:
+def _addressed(kind: Kind, channel: str, data: bytes) -> BusMessage | None:
+    """The bus message in ``data``; None (logged) when it does not decode or is not one of
+    ``kind`` on ``channel``."""
     try:
-        async with asyncio.timeout(seconds) as bound:
-            await start
-    except TimeoutError:
-        if not bound.expired():
-            raise StartError(f"{what} failed to start: TimeoutError") from None
-        raise StartError(
-            f"{what} did not start within {seconds:g}s (START_TIMEOUT_SECONDS)"
-        ) from None
-    except RealtimeError as exc:
-        raise StartError(f"{what} failed to start: {exc}") from exc
-    except Exception as exc:
-        raise StartError(f"{what} failed to start: {type(exc).__name__}: {exc}") from exc
+        message = decode_bus(data)
+    except msgspec.MsgspecError as exc:
+        log.warning("dropped undecodable bus message: %s", exc, extra={"channel": channel})
+        return None
+    if (message.type in PRESENCE_TYPES) != (kind == PRESENCE) or message.channel_id != channel:
+        log.warning("dropped bus message of type %r on %s %r", message.type, kind, channel)
+        return None
+    return message
+
+
+class Membership:
+    """Each connection's entries in the presence store, joined (or updated) and left."""
+
+    def __init__(self, store: PresenceStore, admission: Admission) -> None:
+        self._store = store
+        self._admission = admission
+
+    async def join(self, peer: Peer, state: PeerState, channel: str, meta: Meta) -> None:
+        self._admission.meta(peer, channel, meta)
+        member = Member(peer.user_id, meta, int(time.time()))
+        with refusing(channel):
+            await self._store.join(channel, state.conn, member)
+        state.joined[channel] = member
+
+    async def leave(self, peer: Peer, state: PeerState, channel: str) -> None:
+        if state.joined.pop(channel, None) is None:
+            return
+        # On PresenceError the entry expires by itself and the reaper announces the leave then.
+        with refusing(channel):
+            await self._store.leave(channel, state.conn, peer.user_id)
 
 
 class Node:
@@ -135,20 +126,21 @@ class Node:
         max_message_bytes: int,
         permissions: Permissions | None = None,
     ) -> None:
-        self._max_message = max_message_bytes
         self.start_timeout = start_timeout
         self.brokers: dict[Kind, Broker] = {BROADCAST: broker, PRESENCE: presence_bus}
         self._pipelined = broker if isinstance(broker, PipelinedBroker) else None
         self.hub = Hub(self.brokers)
         self.store = store
-        self._max_meta = max_meta_bytes
+        self._backends = Backends(self.brokers, store)
         self.permissions = permissions or Permissions()
-        self._peers: dict[Peer, PeerState] = {}
-        self._instance = uuid.uuid4().hex[:12]
-        self._conns = 0
+        self._admission = Admission(self.permissions, max_message_bytes, max_meta_bytes)
+        self._peers = Peers()
+        self._members = Membership(store, self._admission)
         watchers = functools.partial(self.hub.local, PRESENCE)
         self._views = PresenceViews(store.sync, watchers, self._reassert, diff_window, order_wait)
-        self._upkeep = Upkeep(store, presence_ttl, self._entries, self._served, self._views.check)
+        self._upkeep = Upkeep(
+            store, presence_ttl, self._peers.entries, self._served, self._views.check
+        )
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -157,24 +149,14 @@ class Node:
         :class:`StartError` (one line, for the log) when one fails or takes longer. A plugin
         whose first connect retries forever would otherwise hold the gateway's start for
         ever."""
-        for broker in self._distinct_brokers():
-            what = f"broker {type(broker).__name__}"
-            await _within(broker.start(self.deliver), self.start_timeout, what)
-        store = f"presence store {type(self.store).__name__}"
-        await _within(self.store.start(self._publish_presence), self.start_timeout, store)
+        await self._backends.start(self.deliver, self._publish_presence, self.start_timeout)
         self._upkeep.start()
 
     async def close(self) -> None:
         await self._upkeep.close()
         await self._views.close()
-        for broker in self._distinct_brokers():
-            await broker.close()
-        await self.store.close()
+        await self._backends.close()
         await self.permissions.close()
-
-    def _distinct_brokers(self) -> list[Broker]:
-        # One broker may carry both kinds: start and close it once.
-        return list({id(broker): broker for broker in self.brokers.values()}.values())
 
     @property
     def connections(self) -> int:
@@ -199,8 +181,7 @@ class Node:
     # --- peers ----------------------------------------------------------------------------------
 
     def connect(self, peer: Peer, grants: Grants | None = None) -> None:
-        self._conns += 1
-        self._peers[peer] = PeerState(conn=f"{self._instance}.{self._conns}", grants=grants)
+        self._peers.add(peer, grants)
 
     def regrant(self, peer: Peer, grants: Grants | None) -> None:
         """A refreshed token's grants apply to the connection's next actions."""
@@ -215,7 +196,7 @@ class Node:
         self._views.drop_peer(peer)
         for channel in list(state.joined):
             try:
-                await self._leave(peer, state, channel)
+                await self._members.leave(peer, state, channel)
             except FrameError as exc:
                 log.warning("presence leave on close failed: %s", exc, extra={"channel": channel})
         for channel, kinds in state.listening.items():
@@ -229,16 +210,12 @@ class Node:
         A broadcast on a broker that pipelines publishes is not waited for: the returned
         future settles when the MQ accepted it (or fails with BrokerError)."""
         state = self._peers[peer]
-        if self.permissions.enforcing:
-            await self._permit(peer, state, message)
+        await self._admission.permit(peer, state.grants, message)
         match message:
             case Broadcast(channel=channel, event=event, payload=payload):
                 if self._pipelined is not None:
-                    data = _sized(
-                        bus_broadcast(channel, event, payload, peer.user_id),
-                        channel,
-                        self._max_message,
-                    )
+                    data = bus_broadcast(channel, event, payload, peer.user_id)
+                    data = self._admission.sized(data, channel)
                     return self._pipelined.publish_later(BROADCAST, channel, data)
                 await self.publish(channel, event, payload, peer.user_id)
             case Subscribe(channel=channel, listen=listen):
@@ -251,23 +228,10 @@ class Node:
                 PresenceJoin(channel=channel, payload=meta)
                 | PresenceUpdate(channel=channel, payload=meta)
             ):
-                await self._join(peer, state, channel, meta)
+                await self._members.join(peer, state, channel, meta)
             case PresenceLeave(channel=channel):
-                await self._leave(peer, state, channel)
+                await self._members.leave(peer, state, channel)
         return None
-
-    async def _permit(self, peer: Peer, state: PeerState, message: AnyClientMessage) -> None:
-        action: Action
-        match message:
-            case Broadcast():
-                action = "publish"
-            case Subscribe():
-                action = "subscribe"
-            case PresenceJoin() | PresenceUpdate():
-                action = "presence"
-            case _:  # leaving and unsubscribing are always allowed
-                return
-        await self.permissions.check(action, message.channel, peer.user_id, state.grants)
 
     # --- broadcast ------------------------------------------------------------------------------
 
@@ -276,7 +240,7 @@ class Node:
     ) -> None:
         """Publish a broadcast to every instance; FrameError ``message_too_large`` when its bus
         message would exceed what brokers promise to carry."""
-        data = _sized(bus_broadcast(channel, event, payload, user_id), channel, self._max_message)
+        data = self._admission.sized(bus_broadcast(channel, event, payload, user_id), channel)
         try:
             await self.brokers[BROADCAST].publish(BROADCAST, channel, data)
         except BrokerError as exc:
@@ -287,13 +251,8 @@ class Node:
         peers = self.hub.local(kind, channel)
         if not peers:
             return
-        try:
-            message = decode_bus(data)
-        except msgspec.MsgspecError as exc:
-            log.warning("dropped undecodable bus message: %s", exc, extra={"channel": channel})
-            return
-        if (message.type in PRESENCE_TYPES) != (kind == PRESENCE) or message.channel_id != channel:
-            log.warning("dropped bus message of type %r on %s %r", message.type, kind, channel)
+        message = _addressed(kind, channel, data)
+        if message is None:
             return
         if kind == PRESENCE:
             self._views.deliver(channel, message, peers)
@@ -340,49 +299,14 @@ class Node:
 
     # --- presence -------------------------------------------------------------------------------
 
-    async def _join(self, peer: Peer, state: PeerState, channel: str, meta: Meta) -> None:
-        claimed = meta.get("user_id")
-        if claimed is not None and str(claimed) != peer.user_id:
-            # Meta is shown to every member: it must not name someone else as its author.
-            raise FrameError(
-                "forbidden", "presence meta user_id must be your own user id or absent", channel
-            )
-        size = len(encode(meta))
-        if size > self._max_meta:
-            raise FrameError(
-                "meta_too_large",
-                f"presence meta is {size} bytes, more than the {self._max_meta} allowed",
-                channel,
-            )
-        member = Member(peer.user_id, meta, int(time.time()))
-        with refusing(channel):
-            await self.store.join(channel, state.conn, member)
-        state.joined[channel] = member
-
-    async def _leave(self, peer: Peer, state: PeerState, channel: str) -> None:
-        if state.joined.pop(channel, None) is None:
-            return
-        # On PresenceError the entry expires by itself and the reaper announces the leave then.
-        with refusing(channel):
-            await self.store.leave(channel, state.conn, peer.user_id)
-
     async def _publish_presence(self, channel: str, data: bytes) -> None:
         # For stores that do not publish by themselves (memory).
         await self.brokers[PRESENCE].publish(PRESENCE, channel, data)
 
     # --- what the upkeep and the views ask of the node ------------------------------------------
 
-    def _entries(self, channel: str | None = None) -> list[Entry]:
-        return [
-            Entry(ch, state.conn, member)
-            for state in self._peers.values()
-            for ch, member in state.joined.items()
-            if channel is None or ch == channel
-        ]
-
     def _served(self) -> set[str]:
-        joined = {channel for state in self._peers.values() for channel in state.joined}
-        return joined | self._views.channels()
+        return self._peers.joined() | self._views.channels()
 
     def _reassert(self, channel: str) -> None:
         self._upkeep.reassert(channel)

@@ -97,6 +97,111 @@ class Ticket(NamedTuple):
     asked: int
 
 
+Subscribers = Callable[[str], list[PresenceSub]]  # a channel's local presence subscribers
+Gap = Callable[[PresenceSub, BusMessage | None], None]  # give a subscriber a fresh sync
+
+
+class OrderWait:
+    """Events held in a subscriber's ``ahead`` while it waits for a missing one, and one timer
+    per channel (however many subscribers wait there) that ends the wait."""
+
+    def __init__(self, wait: float, subscribers: Subscribers, gap: Gap) -> None:
+        self._wait = wait
+        self._subscribers = subscribers
+        self._gap = gap
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+
+    def hold(self, sub: PresenceSub, message: BusMessage) -> None:
+        """An event ahead of the next one. Instances that publish after their script (sharded
+        Pub/Sub on a Cluster) may deliver their events crossed: wait a little for the missing
+        one before calling it a gap (events lost while the bus reconnected)."""
+        if self._wait <= 0 or len(sub.ahead) >= AHEAD_LIMIT:
+            self._gap(sub, message)
+            return
+        loop = asyncio.get_running_loop()
+        if not sub.ahead:
+            sub.ahead_since = loop.time()
+        sub.ahead[message.seq] = message
+        if sub.channel not in self._timers:
+            self._timers[sub.channel] = loop.call_later(self._wait, self._waited, sub.channel)
+
+    def close(self) -> None:
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+
+    def _waited(self, channel: str) -> None:
+        """The channel's order wait is over: resync the subscribers whose gap is still open
+        after their whole wait, and wait on for those whose wait began later."""
+        self._timers.pop(channel, None)
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        later: float | None = None
+        for sub in self._subscribers(channel):
+            if not sub.ahead:
+                continue
+            deadline = sub.ahead_since + self._wait
+            if deadline <= now + 0.001:  # a timer may fire up to the clock's resolution early
+                self._gap(sub, None)
+            else:
+                later = deadline if later is None else min(later, deadline)
+        if later is not None:
+            self._timers[channel] = loop.call_at(later, self._waited, channel)
+
+
+class ResyncTasks:
+    """At most one task per channel, sending a fresh sync to each local subscriber of it that
+    asked for one (``resync``) until none is left."""
+
+    def __init__(
+        self,
+        sync: Sync,
+        subscribers: Subscribers,
+        current: Callable[[PresenceSub], bool],
+        send_sync: Callable[[PresenceSub, Snapshot, int], Awaitable[None]],
+    ) -> None:
+        self._sync = sync
+        self._subscribers = subscribers
+        self._current = current  # is this still its peer's subscription to its channel?
+        self._send_sync = send_sync
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def running(self, channel: str) -> bool:
+        return channel in self._tasks
+
+    def start(self, channel: str) -> None:
+        if channel not in self._tasks:
+            self._tasks[channel] = asyncio.create_task(
+                self._resync(channel), name="presence-resync"
+            )
+
+    async def close(self) -> None:
+        for task in list(self._tasks.values()):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    async def _resync(self, channel: str) -> None:
+        """Send a fresh sync to every local subscriber of ``channel`` that asked for one."""
+        try:
+            while True:
+                waiting = [(s, s.asked) for s in self._subscribers(channel) if s.resync]
+                if not waiting:
+                    return
+                try:
+                    snapshot = await self._sync(channel)
+                except PresenceError as exc:
+                    log.warning("presence resync failed: %s", exc, extra={"channel": channel})
+                    return  # the reaper's tick tries again
+                for sub, asked in waiting:
+                    # Skip a subscriber that unsubscribed (or re-subscribed) meanwhile.
+                    if sub.resync and self._current(sub):
+                        await self._send_sync(sub, snapshot, asked)
+        finally:
+            self._tasks.pop(channel, None)
+
+
 class PresenceViews:
     """The presence order of every local subscriber, one :class:`PresenceSub` per
     (peer, channel), and one resync task per channel at most."""
@@ -108,11 +213,9 @@ class PresenceViews:
         self._local = local
         self._reassert = reassert
         self._diff_window = diff_window
-        self._order_wait = order_wait
         self._subs: dict[Peer, dict[str, PresenceSub]] = {}
-        self._resyncs: dict[str, asyncio.Task[None]] = {}
-        # One timer per channel, however many subscribers wait there for a missing event.
-        self._waits: dict[str, asyncio.TimerHandle] = {}
+        self._resync_tasks = ResyncTasks(sync, self._subscribers, self._current, self._send_sync)
+        self._order_wait = OrderWait(order_wait, self._subscribers, self._want_resync)
         self.resyncs = 0  # fresh syncs sent unasked: a gap, a new epoch, a lagging view
         self.reordered = 0  # events that came ahead of a missing one, passed on once it came
 
@@ -174,7 +277,7 @@ class PresenceViews:
         """Resync the subscribers whose view is behind ``before``, the channel's state a whole
         reap tick ago (its events have had that long to arrive), or that still want one."""
         for sub in self._subscribers(channel):
-            if sub.resync and channel in self._resyncs:
+            if sub.resync and self._resync_tasks.running(channel):
                 continue
             if sub.resync or (
                 sub.pending is None and (sub.epoch != before.epoch or sub.seen < before.version)
@@ -182,20 +285,18 @@ class PresenceViews:
                 self._want_resync(sub)
 
     async def close(self) -> None:
-        for handle in self._waits.values():
-            handle.cancel()
-        self._waits.clear()
-        for task in list(self._resyncs.values()):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._resyncs.clear()
+        self._order_wait.close()
+        await self._resync_tasks.close()
 
     # --- the ordering ---------------------------------------------------------------------------
 
     def _sub(self, peer: Peer, channel: str) -> PresenceSub | None:
         subs = self._subs.get(peer)
         return subs.get(channel) if subs is not None else None
+
+    def _current(self, sub: PresenceSub) -> bool:
+        """Whether ``sub`` is still its peer's subscription to its channel."""
+        return self._sub(sub.peer, sub.channel) is sub
 
     def _subscribers(self, channel: str) -> list[PresenceSub]:
         found = []
@@ -231,7 +332,7 @@ class PresenceViews:
         if message.seq <= sub.seen:
             return frame  # already in the client's sync
         if message.seq != sub.seen + 1:
-            self._hold_ahead(sub, message)
+            self._order_wait.hold(sub, message)
             return frame
         sub.seen = message.seq
         if sub.diff:
@@ -259,38 +360,6 @@ class PresenceViews:
                 frame = held[message.seq] = client_frame(message)
             sub.peer.send(frame)
 
-    def _hold_ahead(self, sub: PresenceSub, message: BusMessage) -> None:
-        """An event ahead of the next one. Instances that publish after their script (sharded
-        Pub/Sub on a Cluster) may deliver their events crossed: wait a little for the missing
-        one before calling it a gap (events lost while the bus reconnected)."""
-        if self._order_wait <= 0 or len(sub.ahead) >= AHEAD_LIMIT:
-            self._want_resync(sub, message)
-            return
-        loop = asyncio.get_running_loop()
-        if not sub.ahead:
-            sub.ahead_since = loop.time()
-        sub.ahead[message.seq] = message
-        if sub.channel not in self._waits:
-            self._waits[sub.channel] = loop.call_later(self._order_wait, self._waited, sub.channel)
-
-    def _waited(self, channel: str) -> None:
-        """The channel's order wait is over: resync the subscribers whose gap is still open
-        after their whole wait, and wait on for those whose wait began later."""
-        self._waits.pop(channel, None)
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        later: float | None = None
-        for sub in self._subscribers(channel):
-            if not sub.ahead:
-                continue
-            deadline = sub.ahead_since + self._order_wait
-            if deadline <= now + 0.001:  # a timer may fire up to the clock's resolution early
-                self._want_resync(sub)
-            else:
-                later = deadline if later is None else min(later, deadline)
-        if later is not None:
-            self._waits[channel] = loop.call_at(later, self._waited, channel)
-
     def _want_resync(self, sub: PresenceSub, first: BusMessage | None = None) -> None:
         sub.flush()
         # Events held for a missing one are in Redis before the sync is read, so the sync
@@ -302,30 +371,7 @@ class PresenceViews:
             sub.pending = [] if first is None else [first]
         sub.resync = True
         sub.asked += 1
-        channel = sub.channel
-        if channel not in self._resyncs:
-            self._resyncs[channel] = asyncio.create_task(
-                self._resync(channel), name="presence-resync"
-            )
-
-    async def _resync(self, channel: str) -> None:
-        """Send a fresh sync to every local subscriber of ``channel`` that asked for one."""
-        try:
-            while True:
-                waiting = [(s, s.asked) for s in self._subscribers(channel) if s.resync]
-                if not waiting:
-                    return
-                try:
-                    snapshot = await self._sync(channel)
-                except PresenceError as exc:
-                    log.warning("presence resync failed: %s", exc, extra={"channel": channel})
-                    return  # the reaper's tick tries again
-                for sub, asked in waiting:
-                    # Skip a subscriber that unsubscribed (or re-subscribed) meanwhile.
-                    if sub.resync and self._sub(sub.peer, channel) is sub:
-                        await self._send_sync(sub, snapshot, asked)
-        finally:
-            self._resyncs.pop(channel, None)
+        self._resync_tasks.start(sub.channel)
 
     async def _send_sync(self, sub: PresenceSub, snapshot: Snapshot, asked: int) -> None:
         """Send ``snapshot``, read after resync request number ``asked``, then the events held

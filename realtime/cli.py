@@ -88,6 +88,13 @@ def serve(settings: Settings, workers: int = 1) -> None:
         settings.port,
         describe(settings),
     )
+    # The byte bound is ours, not the seed's: a deployment broadcasting frames near it raises it.
+    log.info(
+        "slow consumers are closed (4008) past %d frames (WS_SEND_QUEUE_SIZE) or %d bytes"
+        " (WS_SEND_QUEUE_BYTES) waiting",
+        settings.ws_send_queue_size,
+        settings.ws_send_queue_bytes,
+    )
     if workers > 1 and settings.broker == "memory":
         log.warning("--workers %d with the memory broker: each worker is its own island", workers)
     uvicorn.run(

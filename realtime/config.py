@@ -59,6 +59,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("WS_PING_TIMEOUT_SECONDS", "20", "seconds to wait for a pong before closing"),
     Option("WS_MAX_FRAME_BYTES", "65536", "largest client frame; larger ones close with 1009"),
     Option("WS_SEND_QUEUE_SIZE", "1024", "frames queued per connection before it closes 4008"),
+    # 16 MiB: more than the presence_sync of a full 100,000-member channel (about 13 MB with
+    # ~90-byte metas) and 16 times what the frame bound lets through at 1 KB a frame, so a
+    # client that reads never meets it; one that stops reading is closed holding at most this.
+    Option("WS_SEND_QUEUE_BYTES", "16777216", "bytes waiting per connection before it closes 4008"),
 )
 
 _DEFAULTS = {option.name: option.default for option in OPTIONS}
@@ -122,6 +126,7 @@ class Settings:
     ws_ping_timeout: float | None
     ws_max_frame_bytes: int
     ws_send_queue_size: int
+    ws_send_queue_bytes: int
     env: Mapping[str, str] = field(repr=False)
 
     def get(self, name: str, default: str | None = None) -> str | None:
@@ -181,6 +186,7 @@ def load_settings(
         ws_ping_timeout=ping_timeout or None,
         ws_max_frame_bytes=_parse(env, "WS_MAX_FRAME_BYTES", int, "a byte count >= 256", 256),
         ws_send_queue_size=_parse(env, "WS_SEND_QUEUE_SIZE", int, "a frame count >= 1", 1),
+        ws_send_queue_bytes=_parse(env, "WS_SEND_QUEUE_BYTES", int, "a byte count >= 65536", 65536),
         env=merged,
     )
 

@@ -72,9 +72,11 @@ async def test_first_log_line_names_the_backends(tmp_path: Path) -> None:
     async with spawn_gateway(env, str(tmp_path / "gw.log")) as gw:
         async with httpx.AsyncClient() as http:
             assert (await http.get(gw.url + "/healthz")).status_code == 200
-        first = gw.log().splitlines()[0]
-    assert "broker=memory presence=memory" in first
-    assert "embedded" in first
+        lines = gw.log().splitlines()
+    assert "broker=memory presence=memory" in lines[0]
+    assert "embedded" in lines[0]
+    # The bound a seed deployment may need to raise, with its setting.
+    assert "1024 frames (WS_SEND_QUEUE_SIZE) or 16777216 bytes (WS_SEND_QUEUE_BYTES)" in lines[1]
 
 
 def test_the_installed_command_runs_no_code_from_the_working_directory(tmp_path: Path) -> None:

@@ -52,6 +52,8 @@ def test_server_addr_with_host() -> None:
         ("PRESENCE_STORE", "mongo"),
         ("LOG_LEVEL", "loud"),
         ("WS_MAX_FRAME_BYTES", "-1"),
+        ("WS_SEND_QUEUE_BYTES", "1MB"),
+        ("WS_SEND_QUEUE_BYTES", "1024"),
         ("WS_PING_INTERVAL_SECONDS", "often"),
     ],
 )

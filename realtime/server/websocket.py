@@ -34,31 +34,49 @@ MAX_IN_FLIGHT = 256
 
 
 class Connection:
-    """A peer on any other ASGI server: a bounded queue drained by its own writer task."""
+    """A peer on any other ASGI server: a queue drained by its own writer task, bounded by
+    ``limit`` frames and ``max_bytes`` bytes (the frame the writer is sending is the server's
+    to hold, not counted here; a frame larger than ``max_bytes`` passes when nothing waits)."""
 
-    __slots__ = ("_queue", "_send", "_wake", "limit", "slow", "user_id", "writer")
+    __slots__ = (
+        "_bytes",
+        "_queue",
+        "_send",
+        "_wake",
+        "limit",
+        "max_bytes",
+        "slow",
+        "user_id",
+        "writer",
+    )
 
-    def __init__(self, send: Send, user_id: str, limit: int) -> None:
+    def __init__(self, send: Send, user_id: str, limit: int, max_bytes: int) -> None:
         self._send = send
         self.user_id = user_id
         self.limit = limit
+        self.max_bytes = max_bytes
         self.slow = False
         self._queue: deque[Outgoing] = deque()
+        self._bytes = 0
         self._wake = asyncio.Event()
         self.writer: asyncio.Task[None] | None = None
 
     def send(self, frame: Outgoing) -> None:
         if self.slow:
             return
-        if len(self._queue) >= self.limit:
+        size = self._bytes + len(frame.data)
+        # One frame larger than the byte bound still goes to a client with nothing waiting.
+        if len(self._queue) >= self.limit or (size > self.max_bytes and self._queue):
             # Never grow without bound: this client stopped reading. Its writer is most likely
             # blocked on the socket, so stop it here; the endpoint then closes with 4008.
             self.slow = True
             self._queue.clear()
+            self._bytes = 0
             if self.writer is not None:
                 self.writer.cancel()
             return
         self._queue.append(frame)
+        self._bytes = size
         self._wake.set()
 
     async def write_loop(self) -> None:
@@ -68,7 +86,9 @@ class Connection:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            await send({"type": "websocket.send", "text": queue.popleft().text})
+            frame = queue.popleft()
+            self._bytes -= len(frame.data)
+            await send({"type": "websocket.send", "text": frame.text})
 
 
 async def read_loop(receive: Receive, peer: DirectConnection | Connection, node: Node) -> None:
@@ -144,12 +164,12 @@ class WebSocketEndpoint:
             await self._deny(scope, receive, send, exc)
             return
         await send({"type": "websocket.accept"})
-        limit = self.settings.ws_send_queue_size
-        direct = self._direct.connect(scope, user_id, limit)
+        limit, max_bytes = self.settings.ws_send_queue_size, self.settings.ws_send_queue_bytes
+        direct = self._direct.connect(scope, user_id, limit, max_bytes)
         if direct is not None:
             await self._serve_direct(direct, receive)
         else:
-            await self._serve_asgi(receive, send, user_id)
+            await self._serve_asgi(receive, send, user_id, limit, max_bytes)
 
     async def _deny(self, scope: Scope, receive: Receive, send: Send, exc: AuthError) -> None:
         if "websocket.http.response" in (scope.get("extensions") or {}):
@@ -169,8 +189,10 @@ class WebSocketEndpoint:
         if peer.slow:
             log.warning("closed slow consumer", extra={"user_id": peer.user_id})
 
-    async def _serve_asgi(self, receive: Receive, send: Send, user_id: str) -> None:
-        peer = Connection(send, user_id, self.settings.ws_send_queue_size)
+    async def _serve_asgi(
+        self, receive: Receive, send: Send, user_id: str, limit: int, max_bytes: int
+    ) -> None:
+        peer = Connection(send, user_id, limit, max_bytes)
         self.node.connect(peer)
         reader = asyncio.create_task(read_loop(receive, peer, self.node))
         writer = peer.writer = asyncio.create_task(peer.write_loop())

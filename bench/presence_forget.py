@@ -17,7 +17,9 @@ from realtime.testing.gateway import make_settings, run_gateway, ws_client
 
 
 async def main() -> None:
-    async with run_gateway(make_settings()) as gw:
+    # Joins and frames per connection uncapped (older builds ignore the variables).
+    settings = make_settings(WS_MAX_PRESENCE_JOINS="0", WS_MAX_FRAMES_PER_SECOND="0")
+    async with run_gateway(settings) as gw:
         store = gw.node.store
         url = gw.ws_url
         async with ws_client(url + "?user_id=a") as a, ws_client(url + "?user_id=b") as b:

@@ -434,6 +434,10 @@ def make_servers(target: str, args: argparse.Namespace, redis_url: str | None) -
             "BROADCAST_MQ_TYPE": "memory",
             "PRESENCE_STORE": "memory",
             "LOG_LEVEL": "warning",
+            # The benchmarks measure capacity, not the quotas (docs/security.md): 10,000 idle
+            # connections and publishers above 100 frames a second are the point here.
+            "WS_MAX_CONNECTIONS": "0",
+            "WS_MAX_FRAMES_PER_SECOND": "0",
         }
         if redis_url:
             env.update(redis_env(redis_url))

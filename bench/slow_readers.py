@@ -3,12 +3,12 @@
     .venv/bin/python bench/slow_readers.py [--clients 20] [--posts 3] [--mb 10] [--watch 50]
 
 Starts a gateway process (embedded mode; the write path is the same on every broker) with a
-5 s ping interval and timeout, opens ``--clients`` WebSocket connections that subscribe to one
-channel and then never read a byte (bare sockets: nothing reads for them), posts ``--posts``
-broadcasts of ``--mb`` MB to that channel over HTTP, then samples once a second for ``--watch``
-seconds: the gateway's RSS, its connections still established and the bytes in their kernel
-send queues (``ss``), and its log lines about slow consumers. Extra gateway settings go as
-``--env NAME=VALUE``.
+5 s ping interval and timeout and a message size limit raised for the posts, opens
+``--clients`` WebSocket connections that subscribe to one channel and then never read a byte
+(bare sockets: nothing reads for them), posts ``--posts`` broadcasts of ``--mb`` MB to that
+channel over HTTP, then samples once a second for ``--watch`` seconds: the gateway's RSS, its
+connections still established and the bytes in their kernel send queues (``ss``), and its log
+lines about slow consumers. Extra gateway settings go as ``--env NAME=VALUE``.
 """
 
 from __future__ import annotations
@@ -108,6 +108,8 @@ async def main() -> None:
         "PRESENCE_STORE": "memory",
         "WS_PING_INTERVAL_SECONDS": "5",
         "WS_PING_TIMEOUT_SECONDS": "5",
+        # Room for the posts where bodies are capped (builds without the cap ignore it).
+        "BROADCAST_MAX_MESSAGE_BYTES": str(max(1 << 20, int(args.mb * 1_000_000) + (1 << 20))),
         **dict(item.split("=", 1) for item in args.env),
     }
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,12 +11,14 @@ from typing import cast
 import redis.asyncio as aioredis
 
 from realtime import redisconn
+from realtime.auth.hook import AuthHook
 from realtime.brokers.base import Broker, RedisPubSubBroker
 from realtime.brokers.memory import MemoryBroker
 from realtime.brokers.redis.factory import for_deployment
 from realtime.brokers.registry import load_broker
 from realtime.config import Settings
 from realtime.engine.node import Node
+from realtime.engine.permissions import Permissions
 from realtime.presence.base import PresenceStore
 from realtime.presence.memory import MemoryPresence
 from realtime.presence.redis import RedisPresence
@@ -58,4 +60,17 @@ def build_node(settings: Settings) -> Node:
         settings.presence_ttl,
         max_meta_bytes=settings.presence_max_meta_bytes,
         diff_window=settings.presence_diff_window_ms / 1000,
+        order_wait=settings.presence_order_wait_ms / 1000,
+        start_timeout=settings.start_timeout,
+        max_message_bytes=settings.broker_max_message_bytes,
+        permissions=permissions(settings),
     )
+
+
+def permissions(settings: Settings) -> Permissions:
+    hook = None
+    if settings.auth_hook_url is not None:
+        hook = AuthHook(
+            settings.auth_hook_url, settings.auth_hook_timeout, settings.auth_hook_cache_seconds
+        )
+    return Permissions(settings.channel_policy, hook, settings.auth_hook_fail_open)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 
 from realtime import __version__
-from realtime.brokers.registry import available, check_broker
+from realtime.brokers.registry import available, check_broker_settings
 from realtime.config import OPTIONS, Settings, describe, load_settings
 from realtime.errors import ConfigError
 
@@ -64,7 +64,8 @@ def parser() -> argparse.ArgumentParser:
 def settings_or_exit() -> Settings:
     try:
         settings = load_settings()
-        check_broker(settings.broker)
+        # The plugin's own settings too, before anything is logged or bound.
+        check_broker_settings(settings)
     except ConfigError as exc:
         print(f"realtime: bad setting {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -87,6 +88,14 @@ def serve(settings: Settings, workers: int = 1) -> None:
         settings.host,
         settings.port,
         describe(settings),
+    )
+    # What is left open comes first and loudly; then where we are safer than the seed.
+    for warning in security_warnings(settings):
+        log.warning("%s", warning)
+    log.info(
+        "/api/event bodies over %d bytes get 413 (HTTP_MAX_BODY_BYTES; the seed had no cap:"
+        " BROADCAST_MAX_MESSAGE_BYTES raises the broker's limit and this cap with it)",
+        settings.http_max_body_bytes,
     )
     # The byte bound is ours, not the seed's: a deployment broadcasting frames near it raises it.
     log.info(
@@ -113,8 +122,20 @@ def server_options(settings: Settings) -> dict[str, Any]:
     here, at start-up), else uvicorn's own, with one warning line."""
     # Imported here so that `realtime --help` and a bad setting's exit stay quick.
     from realtime.server.direct import choose_protocol
+    from realtime.server.handshake import guarded_protocol
 
     return {
+        "http": guarded_protocol(
+            settings.handshake_timeout,
+            settings.http_max_request_line,
+            settings.http_max_header_bytes,
+        ),
+        # uvicorn answers 503 to HTTP requests beyond this many open connections (WebSockets
+        # included; upgrades are capped by WS_MAX_CONNECTIONS in the endpoint). The headroom
+        # keeps health checks and the API answering while the WebSockets are at their cap.
+        "limit_concurrency": settings.ws_max_connections + HTTP_HEADROOM
+        if settings.ws_max_connections
+        else None,
         "ws": choose_protocol(),
         "ws_max_size": settings.ws_max_frame_bytes,
         "ws_ping_interval": settings.ws_ping_interval,
@@ -125,6 +146,31 @@ def server_options(settings: Settings) -> dict[str, Any]:
         "access_log": False,
         "lifespan": "on",
     }
+
+
+HTTP_HEADROOM = 256
+
+
+def security_warnings(settings: Settings) -> list[str]:
+    """The start-up lines saying which seed-compatible openings are left on."""
+    warnings = []
+    if not settings.api_keys:
+        warnings.append(
+            "API_KEYS is not set: POST /api/event is open, anyone who reaches this port can"
+            " publish to any channel (set API_KEYS in production)"
+        )
+    if not settings.http_require_json:
+        warnings.append(
+            "HTTP_REQUIRE_JSON=0: /api/event takes any content type, so a page on any site can"
+            " publish through its visitors' browsers with a plain form POST (the seed's"
+            " behaviour); send application/json and remove the setting"
+        )
+    if "*" in settings.ws_allowed_origins:
+        warnings.append(
+            "WS_ALLOWED_ORIGINS is * (it follows CORS_ALLOWED_ORIGINS by default): a page on any"
+            " site can open /ws with its visitors' cookies; list your origins in production"
+        )
+    return warnings
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -19,6 +19,11 @@ class BrokerError(RealtimeError):
     """The message queue refused or failed an operation."""
 
 
+class StartError(RealtimeError):
+    """A broker or the presence store failed to start, or did not within
+    ``START_TIMEOUT_SECONDS``; the gateway logs this one line and exits."""
+
+
 class BrokerNotFound(ConfigError):
     """No broker plugin is installed under the requested name."""
 

@@ -40,6 +40,9 @@ def run_cli(
         # The installed list depends on which plugins are installed; the miss itself does not.
         ("BROADCAST_MQ_TYPE", "nats", "no broker 'nats' installed (installed: "),
         ("PRESENCE_STORE", "etcd", "redis | memory"),
+        ("JWT_SECRET", "a", "at least 32"),
+        ("JWT_PUBLIC_KEY", "/nonexistent/key.pem", "neither a PEM public key"),
+        ("CHANNEL_POLICY", "token", "needs JWT_SECRET"),
     ],
 )
 def test_bad_setting_stops_the_start_naming_the_variable(
@@ -75,8 +78,16 @@ async def test_first_log_line_names_the_backends(tmp_path: Path) -> None:
         lines = gw.log().splitlines()
     assert "broker=memory presence=memory" in lines[0]
     assert "embedded" in lines[0]
+    # Where it is safer than the seed, the start says so.
+    assert any(
+        "bodies over 1047552 bytes get 413 (HTTP_MAX_BODY_BYTES; the seed had no cap" in line
+        for line in lines[1:5]
+    )
     # The bound a seed deployment may need to raise, with its setting.
-    assert "1024 frames (WS_SEND_QUEUE_SIZE) or 16777216 bytes (WS_SEND_QUEUE_BYTES)" in lines[1]
+    assert any(
+        "1024 frames (WS_SEND_QUEUE_SIZE) or 16777216 bytes (WS_SEND_QUEUE_BYTES)" in line
+        for line in lines[1:6]
+    )
 
 
 def test_the_installed_command_runs_no_code_from_the_working_directory(tmp_path: Path) -> None:

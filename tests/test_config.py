@@ -54,6 +54,14 @@ def test_server_addr_with_host() -> None:
         ("WS_MAX_FRAME_BYTES", "-1"),
         ("WS_SEND_QUEUE_BYTES", "1MB"),
         ("WS_SEND_QUEUE_BYTES", "1024"),
+        # No edge may let through more than a broker is promised (brokers.base).
+        ("WS_MAX_FRAME_BYTES", "1047553"),
+        ("HTTP_MAX_BODY_BYTES", "1047553"),
+        ("HTTP_MAX_BODY_BYTES", "ten"),
+        ("PRESENCE_MAX_META_BYTES", "1047553"),
+        ("START_TIMEOUT_SECONDS", "0"),
+        ("START_TIMEOUT_SECONDS", "inf"),
+        ("START_TIMEOUT_SECONDS", "nan"),
         ("WS_PING_INTERVAL_SECONDS", "often"),
     ],
 )

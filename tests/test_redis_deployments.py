@@ -38,7 +38,13 @@ from realtime.testing.services import (
 )
 from realtime.testing.waiting import wait_until, wait_until_async
 from realtime.wire.messages import Kind, Member
-from tests.brokers.deployments import channel_on_node, sentinel_deployment, slot_owner
+from tests.brokers.deployments import (
+    channel_on_node,
+    cluster_env,
+    sentinel_deployment,
+    sentinel_env,
+    slot_owner,
+)
 
 TIMEOUT = 15.0
 
@@ -371,30 +377,6 @@ async def test_cluster_classic_mode_interoperates_with_a_seed_gateway(
 
 
 # --- two real gateways per deployment -------------------------------------------------------
-
-
-def sentinel_env(setup: RedisSentinelSetup) -> dict[str, str]:
-    return {
-        "BROADCAST_MQ_TYPE": "redis",
-        "PRESENCE_STORE": "redis",
-        "REDIS_SENTINELS": ",".join(f"{h}:{p}" for h, p in setup.sentinels),
-        "REDIS_SENTINEL_MASTER": setup.master_name,
-        # Blank out what the test process may carry: they conflict with REDIS_SENTINELS.
-        "REDIS_URL": "",
-        "REDIS_ADDR": "",
-        "REDIS_CLUSTER": "",
-    }
-
-
-def cluster_env(cluster: RedisClusterSetup) -> dict[str, str]:
-    return {
-        "BROADCAST_MQ_TYPE": "redis",
-        "PRESENCE_STORE": "redis",
-        "REDIS_CLUSTER": "1",
-        "REDIS_URL": cluster.url,
-        "REDIS_SENTINELS": "",
-        "REDIS_SENTINEL_MASTER": "",
-    }
 
 
 @contextlib.asynccontextmanager

@@ -18,16 +18,35 @@ if TYPE_CHECKING:
 
 Deliver = Callable[[Kind, str, bytes], Awaitable[None]]
 
+#: The largest message every broker must carry, and the largest the gateway hands one
+#: (``publish``, ``publish_later``) unless the operator raises ``BROADCAST_MAX_MESSAGE_BYTES``
+#: for an MQ known to carry more. The edges derive their caps from that setting, and the node
+#: refuses anything larger before a broker sees it.
+MAX_MESSAGE_BYTES = 1024 * 1024
+#: Room the bus envelope (type, channel_id, user_id, ts) takes around what a client sent.
+ENVELOPE_RESERVE = 1024
+#: The largest HTTP body (``HTTP_MAX_BODY_BYTES``) or WebSocket frame (``WS_MAX_FRAME_BYTES``)
+#: a setting may allow at the default message limit.
+EDGE_MAX_BYTES = MAX_MESSAGE_BYTES - ENVELOPE_RESERVE
+
 
 @runtime_checkable
 class Broker(Protocol):
     """What every backend, ours or a third party's, implements.
 
-    - ``start`` connects and begins calling ``deliver`` for subscribed channels;
+    - ``start`` connects and begins calling ``deliver`` for subscribed channels; it returns
+      within ``START_TIMEOUT_SECONDS`` (else the gateway exits), with ``ready`` false and
+      retrying in the background while the MQ is down, or raises ``BrokerError``;
+    - ``deliver`` raising never stops delivery of later messages;
     - ``publish`` raises :class:`realtime.errors.BrokerError` when the MQ did not accept it;
+      ``data`` is at most :data:`MAX_MESSAGE_BYTES`;
     - ``subscribe``/``unsubscribe`` change interest in one channel of one kind and nothing else;
     - ``ready`` is false while the receiving side is down (the gateway reports it on /readyz);
-    - ``close`` releases everything and is safe to call twice.
+    - ``close`` releases everything, leaves no ``ResourceWarning`` and is safe to call twice.
+
+    The entry point's target has ``from_settings(settings)``: it only reads and checks
+    settings (raising ``ConfigError``), no I/O. The gateway calls it once before binding its
+    port to check them and drops that broker unstarted.
     """
 
     async def start(self, deliver: Deliver) -> None: ...

@@ -25,12 +25,6 @@ def available() -> list[str]:
     return sorted(_entry_points())
 
 
-def check_broker(name: str) -> None:
-    """Raise :class:`BrokerNotFound` (a ConfigError) unless ``name`` is installed."""
-    if name not in _entry_points():
-        raise BrokerNotFound(name, available())
-
-
 def load_broker(name: str, settings: Settings) -> Broker:
     """Import the plugin registered as ``name`` and build it from the settings."""
     ep = _entry_points().get(name)
@@ -40,6 +34,22 @@ def load_broker(name: str, settings: Settings) -> Broker:
         factory: Any = ep.load()
     except ImportError as exc:
         raise ConfigError("BROADCAST_MQ_TYPE", f"broker {name!r} failed to import: {exc}") from exc
-    broker: Broker = factory.from_settings(settings)
+    try:
+        broker: Broker = factory.from_settings(settings)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        # A plugin's own mistake still reads as one line naming what to look at.
+        raise ConfigError(
+            "BROADCAST_MQ_TYPE",
+            f"broker {name!r} could not be built from the settings: {type(exc).__name__}: {exc}",
+        ) from exc
     log.debug("loaded broker", extra={"broker": name, "target": ep.value})
     return broker
+
+
+def check_broker_settings(settings: Settings) -> None:
+    """Build the selected broker from the settings and drop it, unstarted: a plugin's
+    :class:`ConfigError` then stops the start before the port is bound, printed like a core
+    setting's. ``from_settings`` only reads settings (docs/plugins.md), so this costs nothing."""
+    load_broker(settings.broker, settings)

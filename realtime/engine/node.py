@@ -11,16 +11,25 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
 
 import msgspec
 
+from realtime.auth.grants import Action, Grants
 from realtime.brokers.base import Broker, PipelinedBroker
 from realtime.engine.hub import Hub, Peer
+from realtime.engine.permissions import Permissions
 from realtime.engine.presence import PresenceViews
 from realtime.engine.upkeep import Upkeep
-from realtime.errors import BrokerError, FrameError, PresenceError, PresenceFull
+from realtime.errors import (
+    BrokerError,
+    FrameError,
+    PresenceError,
+    PresenceFull,
+    RealtimeError,
+    StartError,
+)
 from realtime.presence.base import Entry, PresenceStore
 from realtime.wire.messages import (
     BROADCAST,
@@ -52,6 +61,20 @@ class PeerState:
     conn: str = ""
     listening: dict[str, set[Kind]] = field(default_factory=dict)
     joined: dict[str, Member] = field(default_factory=dict)
+    grants: Grants | None = None  # what the connection's token grants; None: no token
+
+
+# What a client is told when a backend fails. The exception's own text names hosts, ports and
+# library internals, so it goes to the log and the client gets one of these.
+PRESENCE_UNAVAILABLE = "presence is unavailable right now; try again"
+PUBLISH_FAILED = "the message queue did not accept the publish; try again"
+SUBSCRIBE_FAILED = "the message queue did not accept the subscription; try again"
+
+
+def backend_failure(code: str, message: str, channel: str, exc: Exception) -> FrameError:
+    """The client's error for a failed backend call, after logging the detail."""
+    log.warning("%s on %r: %s", code, channel, exc, extra={"channel": channel})
+    return FrameError(code, message, channel)
 
 
 @contextlib.contextmanager
@@ -60,11 +83,41 @@ def refusing(channel: str) -> Iterator[None]:
     try:
         yield
     except PresenceFull as exc:
+        # Our own message, naming only the channel's cap: safe to pass on.
         raise FrameError("presence_full", str(exc), channel) from exc
     except PresenceError as exc:
-        raise FrameError("presence_unavailable", str(exc), channel) from exc
+        raise backend_failure("presence_unavailable", PRESENCE_UNAVAILABLE, channel, exc) from exc
     except BrokerError as exc:
-        raise FrameError("publish_failed", str(exc), channel) from exc
+        raise backend_failure("publish_failed", PUBLISH_FAILED, channel, exc) from exc
+
+
+def _sized(data: bytes, channel: str, limit: int) -> bytes:
+    # The edges cap bodies and frames below the limit; only a very long user id could still
+    # push the envelope over, and no broker is ever handed more than it was promised.
+    if len(data) > limit:
+        raise FrameError(
+            "message_too_large",
+            f"the message is {len(data)} bytes on the bus, more than the {limit}"
+            " a broker carries (BROADCAST_MAX_MESSAGE_BYTES)",
+            channel,
+        )
+    return data
+
+
+async def _within(start: Awaitable[None], seconds: float | None, what: str) -> None:
+    try:
+        async with asyncio.timeout(seconds) as bound:
+            await start
+    except TimeoutError:
+        if not bound.expired():
+            raise StartError(f"{what} failed to start: TimeoutError") from None
+        raise StartError(
+            f"{what} did not start within {seconds:g}s (START_TIMEOUT_SECONDS)"
+        ) from None
+    except RealtimeError as exc:
+        raise StartError(f"{what} failed to start: {exc}") from exc
+    except Exception as exc:
+        raise StartError(f"{what} failed to start: {type(exc).__name__}: {exc}") from exc
 
 
 class Node:
@@ -77,25 +130,38 @@ class Node:
         *,
         max_meta_bytes: int,
         diff_window: float,
+        order_wait: float,
+        start_timeout: float,
+        max_message_bytes: int,
+        permissions: Permissions | None = None,
     ) -> None:
+        self._max_message = max_message_bytes
+        self.start_timeout = start_timeout
         self.brokers: dict[Kind, Broker] = {BROADCAST: broker, PRESENCE: presence_bus}
         self._pipelined = broker if isinstance(broker, PipelinedBroker) else None
         self.hub = Hub(self.brokers)
         self.store = store
         self._max_meta = max_meta_bytes
+        self.permissions = permissions or Permissions()
         self._peers: dict[Peer, PeerState] = {}
         self._instance = uuid.uuid4().hex[:12]
         self._conns = 0
         watchers = functools.partial(self.hub.local, PRESENCE)
-        self._views = PresenceViews(store.sync, watchers, self._reassert, diff_window)
+        self._views = PresenceViews(store.sync, watchers, self._reassert, diff_window, order_wait)
         self._upkeep = Upkeep(store, presence_ttl, self._entries, self._served, self._views.check)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start the brokers and the presence store, each within ``start_timeout`` seconds; raises
+        :class:`StartError` (one line, for the log) when one fails or takes longer. A plugin
+        whose first connect retries forever would otherwise hold the gateway's start for
+        ever."""
         for broker in self._distinct_brokers():
-            await broker.start(self.deliver)
-        await self.store.start(self._publish_presence)
+            what = f"broker {type(broker).__name__}"
+            await _within(broker.start(self.deliver), self.start_timeout, what)
+        store = f"presence store {type(self.store).__name__}"
+        await _within(self.store.start(self._publish_presence), self.start_timeout, store)
         self._upkeep.start()
 
     async def close(self) -> None:
@@ -104,6 +170,7 @@ class Node:
         for broker in self._distinct_brokers():
             await broker.close()
         await self.store.close()
+        await self.permissions.close()
 
     def _distinct_brokers(self) -> list[Broker]:
         # One broker may carry both kinds: start and close it once.
@@ -113,11 +180,33 @@ class Node:
     def connections(self) -> int:
         return len(self._peers)
 
+    @property
+    def presence_resyncs(self) -> int:
+        """Fresh ``presence_sync`` frames sent unasked (a seq gap, a new epoch, a lagging
+        view): each means a client's view had to be rebuilt whole."""
+        return self._views.resyncs
+
+    @property
+    def presence_reordered(self) -> int:
+        """Presence events that arrived ahead of an earlier one and were put back in order."""
+        return self._views.reordered
+
+    def holdings(self, peer: Peer) -> tuple[dict[str, set[Kind]], dict[str, Member]]:
+        """The channels ``peer`` listens to and is present in (read-only: for quotas)."""
+        state = self._peers[peer]
+        return state.listening, state.joined
+
     # --- peers ----------------------------------------------------------------------------------
 
-    def connect(self, peer: Peer) -> None:
+    def connect(self, peer: Peer, grants: Grants | None = None) -> None:
         self._conns += 1
-        self._peers[peer] = PeerState(conn=f"{self._instance}.{self._conns}")
+        self._peers[peer] = PeerState(conn=f"{self._instance}.{self._conns}", grants=grants)
+
+    def regrant(self, peer: Peer, grants: Grants | None) -> None:
+        """A refreshed token's grants apply to the connection's next actions."""
+        state = self._peers.get(peer)
+        if state is not None:
+            state.grants = grants
 
     async def disconnect(self, peer: Peer) -> None:
         state = self._peers.pop(peer, None)
@@ -140,10 +229,16 @@ class Node:
         A broadcast on a broker that pipelines publishes is not waited for: the returned
         future settles when the MQ accepted it (or fails with BrokerError)."""
         state = self._peers[peer]
+        if self.permissions.enforcing:
+            await self._permit(peer, state, message)
         match message:
             case Broadcast(channel=channel, event=event, payload=payload):
                 if self._pipelined is not None:
-                    data = bus_broadcast(channel, event, payload, peer.user_id)
+                    data = _sized(
+                        bus_broadcast(channel, event, payload, peer.user_id),
+                        channel,
+                        self._max_message,
+                    )
                     return self._pipelined.publish_later(BROADCAST, channel, data)
                 await self.publish(channel, event, payload, peer.user_id)
             case Subscribe(channel=channel, listen=listen):
@@ -161,18 +256,31 @@ class Node:
                 await self._leave(peer, state, channel)
         return None
 
+    async def _permit(self, peer: Peer, state: PeerState, message: AnyClientMessage) -> None:
+        action: Action
+        match message:
+            case Broadcast():
+                action = "publish"
+            case Subscribe():
+                action = "subscribe"
+            case PresenceJoin() | PresenceUpdate():
+                action = "presence"
+            case _:  # leaving and unsubscribing are always allowed
+                return
+        await self.permissions.check(action, message.channel, peer.user_id, state.grants)
+
     # --- broadcast ------------------------------------------------------------------------------
 
     async def publish(
         self, channel: str, event: str, payload: msgspec.Raw, user_id: str = ""
     ) -> None:
-        """Publish a broadcast to every instance."""
+        """Publish a broadcast to every instance; FrameError ``message_too_large`` when its bus
+        message would exceed what brokers promise to carry."""
+        data = _sized(bus_broadcast(channel, event, payload, user_id), channel, self._max_message)
         try:
-            await self.brokers[BROADCAST].publish(
-                BROADCAST, channel, bus_broadcast(channel, event, payload, user_id)
-            )
+            await self.brokers[BROADCAST].publish(BROADCAST, channel, data)
         except BrokerError as exc:
-            raise FrameError("publish_failed", str(exc), channel) from exc
+            raise backend_failure("publish_failed", PUBLISH_FAILED, channel, exc) from exc
 
     async def deliver(self, kind: Kind, channel: str, data: bytes) -> None:
         """A message from the bus: encode its client frame once, queue it to every local peer."""
@@ -214,7 +322,7 @@ class Node:
                 await self.hub.remove(peer, kind, channel)
                 listening.discard(kind)
         except BrokerError as exc:
-            raise FrameError("subscribe_failed", str(exc), channel) from exc
+            raise backend_failure("subscribe_failed", SUBSCRIBE_FAILED, channel, exc) from exc
         finally:
             if PRESENCE not in listening:
                 self._views.drop(peer, channel)
@@ -226,11 +334,19 @@ class Node:
             await self._views.first_sync(ticket)
         except PresenceError as exc:
             # The subscriber stays held: the reaper's tick retries and the client gets its sync.
-            raise FrameError("presence_unavailable", str(exc), channel) from exc
+            raise backend_failure(
+                "presence_unavailable", PRESENCE_UNAVAILABLE, channel, exc
+            ) from exc
 
     # --- presence -------------------------------------------------------------------------------
 
     async def _join(self, peer: Peer, state: PeerState, channel: str, meta: Meta) -> None:
+        claimed = meta.get("user_id")
+        if claimed is not None and str(claimed) != peer.user_id:
+            # Meta is shown to every member: it must not name someone else as its author.
+            raise FrameError(
+                "forbidden", "presence meta user_id must be your own user id or absent", channel
+            )
         size = len(encode(meta))
         if size > self._max_meta:
             raise FrameError(

@@ -2,10 +2,13 @@
 
 A subscriber first gets a ``presence_sync`` (the members as of the channel's version), then
 every event after that version once, in ``seq`` order. Events that arrive before its sync is
-sent are held and replayed after it. A gap in ``seq``, a new epoch (the store lost its state),
-or too many held events make the view inexact: the subscriber is held again and the channel's
-resync task sends it a fresh sync. A subscriber that asked for ``presence_diff`` gets events
-folded into one frame per window; one that asked for ``presence_chunk`` gets a big sync in parts.
+sent are held and replayed after it. An event that arrives ahead of a missing one waits up to
+the order wait for it (events published by racing instances may cross on the way); a gap
+still open after that, a new epoch (the store lost its state), or too many held events make
+the view inexact: the subscriber is held again and the channel's resync task sends it a fresh
+sync, counted in :attr:`PresenceViews.resyncs`. A subscriber that asked for ``presence_diff``
+gets events folded into one frame per window; one that asked for ``presence_chunk`` gets a big
+sync in parts.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from realtime.wire.messages import BusMessage, Member, client_frame, diff_frame,
 log = logging.getLogger("realtime.engine.presence")
 
 PENDING_LIMIT = 10_000  # events held for one subscriber awaiting its sync
+AHEAD_LIMIT = 1_000  # events held for one subscriber awaiting a missing one
 
 Sync = Callable[[str], Awaitable[Snapshot]]  # the store's sync: a channel's members at a version
 Local = Callable[[str], Collection[Peer]]  # the local peers subscribed upstream to a channel
@@ -53,6 +57,9 @@ class PresenceSub:
     overflow: bool = False
     batch: list[BusMessage] = field(default_factory=list)
     timer: asyncio.TimerHandle | None = None
+    # Events that came ahead of the next one (seq -> event), held since ``ahead_since``.
+    ahead: dict[int, BusMessage] = field(default_factory=dict)
+    ahead_since: float = 0.0
 
     def batch_event(self, message: BusMessage, window: float) -> None:
         """Add an in-order event to the diff the client gets at the end of the window."""
@@ -94,13 +101,20 @@ class PresenceViews:
     """The presence order of every local subscriber, one :class:`PresenceSub` per
     (peer, channel), and one resync task per channel at most."""
 
-    def __init__(self, sync: Sync, local: Local, reassert: Reassert, diff_window: float) -> None:
+    def __init__(
+        self, sync: Sync, local: Local, reassert: Reassert, diff_window: float, order_wait: float
+    ) -> None:
         self._sync = sync
         self._local = local
         self._reassert = reassert
         self._diff_window = diff_window
+        self._order_wait = order_wait
         self._subs: dict[Peer, dict[str, PresenceSub]] = {}
         self._resyncs: dict[str, asyncio.Task[None]] = {}
+        # One timer per channel, however many subscribers wait there for a missing event.
+        self._waits: dict[str, asyncio.TimerHandle] = {}
+        self.resyncs = 0  # fresh syncs sent unasked: a gap, a new epoch, a lagging view
+        self.reordered = 0  # events that came ahead of a missing one, passed on once it came
 
     def channels(self) -> set[str]:
         return {channel for subs in self._subs.values() for channel in subs}
@@ -112,6 +126,7 @@ class PresenceViews:
         subs = self._subs.setdefault(peer, {})
         sub = subs.get(channel) or subs.setdefault(channel, PresenceSub(peer, channel))
         sub.flush()
+        sub.ahead.clear()  # its sync will cover them
         sub.diff, sub.chunk = diff, chunk
         if sub.pending is None:
             sub.pending = []
@@ -144,11 +159,12 @@ class PresenceViews:
 
     def deliver(self, channel: str, message: BusMessage, peers: Collection[Peer]) -> None:
         """Pass one presence event from the bus to the local subscribers of ``channel``."""
-        frame: Outgoing | None = None
+        frame: Outgoing | None = None  # encoded once for all subscribers
+        held: dict[int, Outgoing] = {}  # the same for events that were waiting: seq -> frame
         for peer in tuple(peers):
             sub = self._sub(peer, channel)
             if sub is not None and message.seq:
-                frame = self._accept(sub, message, frame)
+                frame = self._accept(sub, message, frame, held)
                 continue
             # A seed gateway's event carries no sequence: nothing to order it by.
             frame = frame or client_frame(message)
@@ -166,6 +182,9 @@ class PresenceViews:
                 self._want_resync(sub)
 
     async def close(self) -> None:
+        for handle in self._waits.values():
+            handle.cancel()
+        self._waits.clear()
         for task in list(self._resyncs.values()):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -187,10 +206,14 @@ class PresenceViews:
         return found
 
     def _accept(
-        self, sub: PresenceSub, message: BusMessage, frame: Outgoing | None = None
+        self,
+        sub: PresenceSub,
+        message: BusMessage,
+        frame: Outgoing | None = None,
+        held: dict[int, Outgoing] | None = None,
     ) -> Outgoing | None:
-        """Pass one event to one subscriber in order; returns its frame once encoded, so
-        the next subscriber reuses it."""
+        """Pass one event to one subscriber in order; returns its frame once encoded, so the
+        next subscriber reuses it (``held``: the same for events that were waiting)."""
         if sub.pending is not None:
             if len(sub.pending) >= PENDING_LIMIT:
                 sub.pending.clear()
@@ -208,8 +231,7 @@ class PresenceViews:
         if message.seq <= sub.seen:
             return frame  # already in the client's sync
         if message.seq != sub.seen + 1:
-            # A gap (events lost while the bus reconnected): this view is no longer exact.
-            self._want_resync(sub, message)
+            self._hold_ahead(sub, message)
             return frame
         sub.seen = message.seq
         if sub.diff:
@@ -217,10 +239,65 @@ class PresenceViews:
         else:
             frame = frame or client_frame(message)
             sub.peer.send(frame)
+        if sub.ahead:
+            self._pass_held(sub, held if held is not None else {})
         return frame
+
+    def _pass_held(self, sub: PresenceSub, held: dict[int, Outgoing]) -> None:
+        """Pass on the events that waited for the one just passed, as far as they follow on."""
+        while sub.ahead:
+            message = sub.ahead.pop(sub.seen + 1, None)
+            if message is None:
+                return  # still waiting for another one; the channel's timer runs on
+            self.reordered += 1
+            sub.seen = message.seq
+            if sub.diff:
+                sub.batch_event(message, self._diff_window)
+                continue
+            frame = held.get(message.seq)
+            if frame is None:
+                frame = held[message.seq] = client_frame(message)
+            sub.peer.send(frame)
+
+    def _hold_ahead(self, sub: PresenceSub, message: BusMessage) -> None:
+        """An event ahead of the next one. Instances that publish after their script (sharded
+        Pub/Sub on a Cluster) may deliver their events crossed: wait a little for the missing
+        one before calling it a gap (events lost while the bus reconnected)."""
+        if self._order_wait <= 0 or len(sub.ahead) >= AHEAD_LIMIT:
+            self._want_resync(sub, message)
+            return
+        loop = asyncio.get_running_loop()
+        if not sub.ahead:
+            sub.ahead_since = loop.time()
+        sub.ahead[message.seq] = message
+        if sub.channel not in self._waits:
+            self._waits[sub.channel] = loop.call_later(self._order_wait, self._waited, sub.channel)
+
+    def _waited(self, channel: str) -> None:
+        """The channel's order wait is over: resync the subscribers whose gap is still open
+        after their whole wait, and wait on for those whose wait began later."""
+        self._waits.pop(channel, None)
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        later: float | None = None
+        for sub in self._subscribers(channel):
+            if not sub.ahead:
+                continue
+            deadline = sub.ahead_since + self._order_wait
+            if deadline <= now + 0.001:  # a timer may fire up to the clock's resolution early
+                self._want_resync(sub)
+            else:
+                later = deadline if later is None else min(later, deadline)
+        if later is not None:
+            self._waits[channel] = loop.call_at(later, self._waited, channel)
 
     def _want_resync(self, sub: PresenceSub, first: BusMessage | None = None) -> None:
         sub.flush()
+        # Events held for a missing one are in Redis before the sync is read, so the sync
+        # covers them.
+        sub.ahead.clear()
+        if not sub.resync:
+            self.resyncs += 1
         if sub.pending is None:
             sub.pending = [] if first is None else [first]
         sub.resync = True

@@ -11,7 +11,8 @@ Per channel ``c``, all in one cluster slot (``presence:c`` hashes like the tag `
 
 Every change runs as one Lua script that decides join/update/leave, increments the version and
 PUBLISHes the event on ``presence.c`` with that ``seq``: two instances racing cannot double-join
-or lose a leave, and events reach every subscriber in version order. Times are Redis's own
+or lose a leave, and events reach every subscriber in version order (on sharded Pub/Sub the
+caller publishes them, see :class:`RedisPresence`). Times are Redis's own
 (``TIME``), so instances' clocks do not matter. Members a seed gateway wrote (no entries beside
 the hash) are listed as the seed lists them.
 """
@@ -227,7 +228,7 @@ class RedisPresence:
     ``publish_in_script=False`` (sharded Pub/Sub on a Cluster: ``presence.<c>`` is not in the
     keys' slot, so a script cannot SPUBLISH it) the scripts return the events and the store
     publishes them through ``start``'s ``publish`` right after; events of racing instances may
-    then arrive out of order, which the gateway notices and repairs with a fresh sync."""
+    then arrive crossed, and the gateway puts them back in order (``engine/presence.py``)."""
 
     def __init__(
         self,

@@ -1,12 +1,10 @@
-"""create_app(settings) -> Starlette; the lifespan wires brokers, presence and the node."""
+"""create_app(settings) -> the gateway's ASGI app: HTTP routes, /ws, and the lifespan
+(``lifespan.py``) that starts and stops the node."""
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import logging
 import uuid
-from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -16,9 +14,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from realtime.apikeys import find_key, presented_key
 from realtime.backends import build_node
-from realtime.config import Settings, describe
+from realtime.config import Settings
 from realtime.errors import FrameError
+from realtime.server import logs
+from realtime.server.bodies import BodyTooLarge, read_capped
+from realtime.server.lifespan import Lifespan
+from realtime.server.openapi import OPENAPI
 from realtime.server.websocket import WebSocketEndpoint
 from realtime.wire.messages import decode_event
 
@@ -34,28 +37,40 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
     after start-up out of the collector's reach: a full collection then scans only what
     connections create, which keeps its pause (and the fan-out's tail latency) short."""
     node = build_node(settings)
+    logs.install()
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await node.start()
-        if freeze_gc:
-            gc.collect()
-            gc.freeze()
-        log.info("gateway ready: %s", describe(settings))
-        try:
-            yield
-        finally:
-            await node.close()
+    api_keys = settings.api_keys
 
     async def post_event(request: Request) -> Response:
+        key = None
+        if api_keys:
+            presented = presented_key(request.headers)
+            key = find_key(api_keys, presented) if presented is not None else None
+            if key is None:
+                return JSONResponse(
+                    {"error": "a valid API key is required (Authorization: Bearer or X-API-Key)"},
+                    status_code=401,
+                    headers={"www-authenticate": "Bearer"},
+                )
+        # JSON only: a browser's cross-site "simple" POST (text/plain, form encodings) is sent
+        # without a CORS preflight, so accepting it would let any page publish.
+        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if settings.http_require_json and media_type != "application/json":
+            return error(415, "the body must be JSON, sent as content-type: application/json")
         try:
-            event = decode_event(await request.body())
+            body = await read_capped(request, settings.http_max_body_bytes)
+        except BodyTooLarge as exc:
+            return error(413, str(exc))
+        try:
+            event = decode_event(body, settings.json_max_depth, settings.event_name_max_length)
         except FrameError as exc:
             return error(400, exc.message)
+        if key is not None and not key.allows(event.channel):
+            return error(403, "this API key may not publish to this channel")
         try:
             await node.publish(event.channel, event.event, event.payload)
         except FrameError as exc:
-            return error(503, exc.message)
+            return error(413 if exc.code == "message_too_large" else 503, exc.message)
         # The id is the HTTP API's alone: WebSocket broadcasts need none, so none is made there.
         return JSONResponse({"status": "ok", "message_id": uuid.uuid4().hex})
 
@@ -70,8 +85,12 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
             status_code=200 if ready else 503,
         )
 
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(OPENAPI)
+
     routes = [
         Route("/api/event", post_event, methods=["POST"]),
+        Route("/openapi.json", openapi),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
     ]
@@ -83,23 +102,27 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
             allow_headers=["*"],
         )
     ]
-    http = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    http = Starlette(routes=routes, middleware=middleware)
     http.state.node = node
     http.state.settings = settings
-    return RealtimeApp(http, WebSocketEndpoint(node, settings))
+    return RealtimeApp(http, WebSocketEndpoint(node, settings), Lifespan(node, settings, freeze_gc))
 
 
 class RealtimeApp:
-    """``/ws`` goes straight to the WebSocket endpoint; everything else (HTTP, lifespan) to
-    Starlette. A connection then keeps no routing or middleware frames alive."""
+    """``/ws`` goes straight to the WebSocket endpoint, the lifespan to :class:`Lifespan`,
+    everything else (HTTP) to Starlette. A connection then keeps no routing or middleware
+    frames alive."""
 
-    def __init__(self, http: Starlette, websocket: WebSocketEndpoint) -> None:
+    def __init__(self, http: Starlette, websocket: WebSocketEndpoint, lifespan: Lifespan) -> None:
         self.http = http
         self.websocket = websocket
+        self.lifespan = lifespan
         self.state = http.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and scope["path"] == "/ws":
             await self.websocket(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self.lifespan(scope, receive, send)
         else:
             await self.http(scope, receive, send)

@@ -55,6 +55,9 @@ INSTANCE_ATTRIBUTES = (
     "queue",
     "writable",
     "close_sent",
+    "close_timeout",
+    "close_timer",
+    "read_paused",
     "conn",
     "transport",
     "loop",
@@ -168,20 +171,26 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.peer is not None:
             self.peer.flush()
 
-    def fail_connection(self, code: int, reason: str) -> None:
-        """Write a close frame, end the app's receive loop and reset the TCP connection now.
-
-        The close frame reaches a client only if nothing is queued ahead of it; a slow consumer,
-        with its buffers full, sees the reset (1006) instead."""
+    def fail_connection(self, code: int, reason: str, now: bool = False) -> None:
+        """Write a close frame and end the app's receive loop; then reset the TCP connection,
+        ``now`` (a slow consumer: its buffers full, it sees the reset, 1006, rather than the
+        close frame queued behind them) or if the peer does not answer within the close
+        timeout (a client that reads gets the code)."""
         if self.close_sent or self.transport.is_closing():
             return
         # uvicorn's own branch for an app's `websocket.close`, but without awaiting `writable`
-        # (a slow consumer's transport stays paused) and without waiting for the peer's reply.
+        # (a slow consumer's transport stays paused) and resetting rather than closing.
         self.conn.send_close(code, reason)
         self.transport.write(b"".join(self.conn.data_to_send()))
         self.close_sent = True
         self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
-        self.abort()
+        if now:
+            self.abort()
+            return
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.close_timer = self.loop.call_later(self.close_timeout, self.abort)
 
     def keepalive_timeout(self) -> None:
         """uvicorn writes the 1011 close frame and closes gracefully, which waits for the write
@@ -297,7 +306,7 @@ class DirectConnection:
         self.slow = True
         self._pending.clear()
         self._bytes = 0
-        self._protocol.fail_connection(CLOSE_SLOW_CONSUMER, "slow consumer")
+        self._protocol.fail_connection(CLOSE_SLOW_CONSUMER, "slow consumer", now=True)
 
     def flush(self) -> None:
         pending = self._pending
@@ -313,6 +322,13 @@ class DirectConnection:
         pending.clear()
         self._bytes = 0
         self._buffered = self._transport.get_write_buffer_size()
+
+    def close(self, code: int, reason: str) -> None:
+        """Close now with ``code``: an expired token, a flooding client; the read loop then
+        ends."""
+        self._pending.clear()
+        self._bytes = 0
+        self._protocol.fail_connection(code, reason)
 
     def detach(self) -> None:
         self._protocol.peer = None

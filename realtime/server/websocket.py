@@ -13,18 +13,31 @@ import asyncio
 import functools
 import logging
 from collections import deque
+from collections.abc import Coroutine
+from typing import Any
 
 from starlette.datastructures import Headers, QueryParams
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
-from realtime.auth import identify
+from realtime.auth import Authenticator
 from realtime.config import Settings
-from realtime.engine.node import Node
+from realtime.engine.node import PUBLISH_FAILED, Node
 from realtime.errors import AuthError, FrameError
 from realtime.server.direct import CLOSE_SLOW_CONSUMER, DirectConnection, DirectPath
+from realtime.server.expiry import Lease
+from realtime.server.limits import CLOSE_RATE_LIMITED, ConnectionLimits, Quotas
 from realtime.wire.frames import Outgoing
-from realtime.wire.messages import AnyClientMessage, ack_frame, decode_client, error_frame, refusal
+from realtime.wire.messages import (
+    AnyClientMessage,
+    PresenceLeave,
+    Refresh,
+    Unsubscribe,
+    ack_frame,
+    decode_client,
+    error_frame,
+    refusal,
+)
 
 log = logging.getLogger("realtime.server.websocket")
 
@@ -43,6 +56,7 @@ class Connection:
         "_queue",
         "_send",
         "_wake",
+        "closing",
         "limit",
         "max_bytes",
         "slow",
@@ -56,6 +70,7 @@ class Connection:
         self.limit = limit
         self.max_bytes = max_bytes
         self.slow = False
+        self.closing: tuple[int, str] | None = None  # the close frame the endpoint sends
         self._queue: deque[Outgoing] = deque()
         self._bytes = 0
         self._wake = asyncio.Event()
@@ -70,18 +85,24 @@ class Connection:
             # Never grow without bound: this client stopped reading. Its writer is most likely
             # blocked on the socket, so stop it here; the endpoint then closes with 4008.
             self.slow = True
-            self._queue.clear()
-            self._bytes = 0
-            if self.writer is not None:
-                self.writer.cancel()
+            self.close(CLOSE_SLOW_CONSUMER, "slow consumer")
             return
         self._queue.append(frame)
         self._bytes = size
         self._wake.set()
 
+    def close(self, code: int, reason: str) -> None:
+        if self.closing is not None:
+            return
+        self.closing = (code, reason)
+        self._queue.clear()
+        self._bytes = 0
+        if self.writer is not None:
+            self.writer.cancel()
+
     async def write_loop(self) -> None:
         send, queue = self._send, self._queue
-        while not self.slow:
+        while self.closing is None:
             if not queue:
                 self._wake.clear()
                 await self._wake.wait()
@@ -91,9 +112,21 @@ class Connection:
             await send({"type": "websocket.send", "text": frame.text})
 
 
-async def read_loop(receive: Receive, peer: DirectConnection | Connection, node: Node) -> None:
+# What a connection whose token expired may still do while it has time to refresh.
+AFTER_EXPIRY = (Refresh, Unsubscribe, PresenceLeave)
+
+
+async def read_loop(
+    receive: Receive,
+    peer: DirectConnection | Connection,
+    node: Node,
+    lease: Lease | None = None,
+    limits: ConnectionLimits | None = None,
+    max_depth: int = 64,
+) -> None:
     """Decode and act on each client message until the client goes; nothing a message does
-    ends the loop."""
+    ends the loop, but flooding after being told does: then the peer is closed with
+    CLOSE_RATE_LIMITED."""
     in_flight: deque[asyncio.Future[None]] = deque()
     while True:
         event = await receive()
@@ -103,11 +136,24 @@ async def read_loop(receive: Receive, peer: DirectConnection | Connection, node:
         if data is None:
             data = event.get("bytes") or b""
         try:
-            message = decode_client(data)
+            if limits is not None:
+                limits.admit_frame()
+            message = decode_client(data, max_depth)
         except FrameError as exc:
+            if limits is not None and limits.abusive:
+                log.warning("closing a flooding connection", extra={"user_id": peer.user_id})
+                peer.close(CLOSE_RATE_LIMITED, "rate limited")
+                return
             peer.send(refusal(exc))
             continue
+        if isinstance(message, Refresh) or (
+            lease is not None and lease.expired and not isinstance(message, AFTER_EXPIRY)
+        ):
+            await _lease_frame(peer, message, lease)
+            continue
         try:
+            if limits is not None:
+                limits.admit(message, *node.holdings(peer))
             pending = await node.handle(peer, message)
         except FrameError as exc:
             peer.send(refusal(exc, message.ref))
@@ -115,6 +161,8 @@ async def read_loop(receive: Receive, peer: DirectConnection | Connection, node:
             log.exception("client message handling failed", extra={"user_id": peer.user_id})
             peer.send(error_frame("internal_error", "the gateway failed", None, message.ref))
         else:
+            if limits is not None:
+                limits.acted(message)
             if pending is None:
                 if message.ref is not None:
                     peer.send(ack_frame(message.ref))
@@ -129,6 +177,26 @@ async def read_loop(receive: Receive, peer: DirectConnection | Connection, node:
                 await asyncio.wait({in_flight[0]})
 
 
+async def _lease_frame(
+    peer: DirectConnection | Connection, message: AnyClientMessage, lease: Lease | None
+) -> None:
+    """A refresh, or another frame arriving after the token expired."""
+    try:
+        if not isinstance(message, Refresh):
+            raise FrameError("token_expired", "your token expired: send a refresh frame")
+        if lease is None:
+            raise FrameError("invalid_token", "no JWT key is configured: nothing to refresh")
+        await lease.refresh(message.token)
+    except FrameError as exc:
+        peer.send(refusal(exc, message.ref))
+    except Exception:
+        log.exception("refresh failed", extra={"user_id": peer.user_id})
+        peer.send(error_frame("internal_error", "the gateway failed", None, message.ref))
+    else:
+        if message.ref is not None:
+            peer.send(ack_frame(message.ref))
+
+
 def _settled(
     peer: DirectConnection | Connection, message: AnyClientMessage, done: asyncio.Future[None]
 ) -> None:
@@ -137,39 +205,94 @@ def _settled(
     error = done.exception()
     channel = getattr(message, "channel", None)
     if error is not None:
-        peer.send(error_frame("publish_failed", str(error), channel, message.ref))
+        # The detail (hosts, library text) is for the log, not the client.
+        log.warning("pipelined publish failed on %r: %s", channel, error)
+        peer.send(error_frame("publish_failed", PUBLISH_FAILED, channel, message.ref))
     elif message.ref is not None:
         peer.send(ack_frame(message.ref))
 
 
 class WebSocketEndpoint:
-    """The raw ASGI app behind ``/ws``."""
+    """The raw ASGI app behind ``/ws``: every check that can refuse a connection runs before
+    the upgrade is accepted, so a refused client costs one HTTP answer."""
 
     def __init__(self, node: Node, settings: Settings) -> None:
         self.node = node
         self.settings = settings
+        self.auth = Authenticator(settings)
         self._direct = DirectPath()
+        self._origins = frozenset(settings.ws_allowed_origins)
+        self._any_origin = "*" in self._origins
+        self._per_user: dict[str, int] = {}
+        self._quotas = Quotas(
+            frames_per_second=settings.ws_max_frames_per_second,
+            frame_burst=settings.ws_frame_burst,
+            max_subscriptions=settings.ws_max_subscriptions,
+            max_presence_joins=settings.ws_max_presence_joins,
+            max_event_name=settings.event_name_max_length,
+            resync_interval=settings.presence_resync_interval,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
+        headers = Headers(scope=scope)
         try:
-            user_id = identify(
-                Headers(scope=scope),
-                QueryParams(scope["query_string"]),
-                self.settings.jwt_secret,
-                self.settings.jwt_user_claim,
-            )
+            self._check_origin(headers)
+            identity = await self.auth.identify(headers, QueryParams(scope["query_string"]))
+            self._check_capacity(identity.user_id)
         except AuthError as exc:
             await self._deny(scope, receive, send, exc)
             return
-        await send({"type": "websocket.accept"})
-        limit, max_bytes = self.settings.ws_send_queue_size, self.settings.ws_send_queue_bytes
-        direct = self._direct.connect(scope, user_id, limit, max_bytes)
-        if direct is not None:
-            await self._serve_direct(direct, receive)
-        else:
-            await self._serve_asgi(receive, send, user_id, limit, max_bytes)
+        user_id = identity.user_id
+        self._per_user[user_id] = self._per_user.get(user_id, 0) + 1
+        lease = None
+        try:
+            await send({"type": "websocket.accept"})
+            limit, max_bytes = self.settings.ws_send_queue_size, self.settings.ws_send_queue_bytes
+            peer: DirectConnection | Connection | None
+            peer = self._direct.connect(scope, user_id, limit, max_bytes)
+            if peer is None:
+                peer = Connection(send, user_id, limit, max_bytes)
+            if self.auth.enabled:
+                lease = Lease(peer, self.auth, self.node, self.settings.jwt_expiry_grace)
+                lease.start(identity.expires)
+            self.node.connect(peer, identity.grants)
+            if isinstance(peer, DirectConnection):
+                await self._serve_direct(peer, receive, lease)
+            else:
+                await self._serve_asgi(receive, send, peer, lease)
+        finally:
+            if lease is not None:
+                lease.cancel()
+            left = self._per_user[user_id] - 1
+            if left:
+                self._per_user[user_id] = left
+            else:
+                del self._per_user[user_id]
+
+    def _check_origin(self, headers: Headers) -> None:
+        # Browsers always send Origin; other clients (the seed's included) usually send none,
+        # and cross-site WebSocket hijacking needs a browser, so a missing Origin passes. An
+        # exact match only: "null" (sandboxed frames, file://) and look-alikes never do.
+        origin = headers.get("origin")
+        if origin is None or self._any_origin or origin in self._origins:
+            return
+        raise AuthError("origin not allowed", 403)
+
+    def _check_capacity(self, user_id: str) -> None:
+        cap = self.settings.ws_max_connections
+        if cap and self.node.connections >= cap:
+            raise AuthError("the gateway is at its connection limit; try another instance", 503)
+        per_user = self.settings.ws_max_connections_per_user
+        if per_user and self._per_user.get(user_id, 0) >= per_user:
+            raise AuthError(f"this user already has {per_user} connections here", 429)
+
+    def _reader(
+        self, receive: Receive, peer: DirectConnection | Connection, lease: Lease | None
+    ) -> Coroutine[Any, Any, None]:
+        limits = ConnectionLimits(self._quotas)
+        return read_loop(receive, peer, self.node, lease, limits, self.settings.json_max_depth)
 
     async def _deny(self, scope: Scope, receive: Receive, send: Send, exc: AuthError) -> None:
         if "websocket.http.response" in (scope.get("extensions") or {}):
@@ -178,11 +301,12 @@ class WebSocketEndpoint:
         else:  # the server cannot send an HTTP response to an upgrade: refuse it plainly
             await send({"type": "websocket.close", "code": 1008, "reason": str(exc)[:120]})
 
-    async def _serve_direct(self, peer: DirectConnection, receive: Receive) -> None:
+    async def _serve_direct(
+        self, peer: DirectConnection, receive: Receive, lease: Lease | None
+    ) -> None:
         # No writer task: sends go straight to the transport; this task is the reader.
-        self.node.connect(peer)
         try:
-            await read_loop(receive, peer, self.node)
+            await self._reader(receive, peer, lease)
         finally:
             peer.detach()
             await self.node.disconnect(peer)
@@ -190,11 +314,9 @@ class WebSocketEndpoint:
             log.warning("closed slow consumer", extra={"user_id": peer.user_id})
 
     async def _serve_asgi(
-        self, receive: Receive, send: Send, user_id: str, limit: int, max_bytes: int
+        self, receive: Receive, send: Send, peer: Connection, lease: Lease | None
     ) -> None:
-        peer = Connection(send, user_id, limit, max_bytes)
-        self.node.connect(peer)
-        reader = asyncio.create_task(read_loop(receive, peer, self.node))
+        reader = asyncio.create_task(self._reader(receive, peer, lease))
         writer = peer.writer = asyncio.create_task(peer.write_loop())
         try:
             await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
@@ -205,18 +327,14 @@ class WebSocketEndpoint:
                 if isinstance(result, Exception) and not isinstance(result, OSError):
                     log.error("connection loop failed", exc_info=result)
             await self.node.disconnect(peer)
-        if peer.slow:
-            log.warning("closing slow consumer", extra={"user_id": user_id})
+        if peer.closing is not None:
+            code, reason = peer.closing
+            if peer.slow:
+                log.warning("closing slow consumer", extra={"user_id": peer.user_id})
             try:
                 await asyncio.wait_for(
-                    send(
-                        {
-                            "type": "websocket.close",
-                            "code": CLOSE_SLOW_CONSUMER,
-                            "reason": "slow consumer",
-                        }
-                    ),
+                    send({"type": "websocket.close", "code": code, "reason": reason}),
                     SLOW_CLOSE_TIMEOUT,
                 )
             except Exception as exc:  # the client is gone or still not reading
-                log.debug("slow consumer close not sent: %s", exc)
+                log.debug("close %d not sent: %s", code, exc)

@@ -4,8 +4,9 @@
   and pytest-asyncio, imported only when it is used);
 - ``gateway``: real gateways (in process or ``python -m realtime``) and WebSocket clients;
 - ``flows``: the end-to-end flows two gateway instances must carry, shared by every backend;
-- ``services``: real Redis servers (standalone, Sentinel, Cluster) and the plumbing the
-  plugins' own launchers (``realtime_kafka.testing``, ``realtime_rabbitmq.testing``) build on;
+- ``services``: real Redis servers (standalone, Sentinel, Cluster), the plumbing the
+  plugins' own launchers (``realtime_kafka.testing``, ``realtime_rabbitmq.testing``) build on,
+  and ``native_server`` for any other server binary on a free port;
 - ``waiting``: ``wait_until`` / ``wait_until_async``, ``free_port``, ``port_open``.
 """
 

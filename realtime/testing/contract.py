@@ -15,6 +15,16 @@ real server, and optionally how to stop and start that server::
         async def start_server(self) -> None:
             ...
 
+Optional hooks and attributes widen it (each case that needs one is skipped, saying which,
+without it):
+
+- ``make_unreachable_broker()``: a broker pointed at an address where nothing listens. Its
+  ``start()`` must return within :attr:`start_timeout` (not ready) or raise ``BrokerError``;
+- ``plugin`` (what your entry point names), ``good_settings`` (variables ``from_settings``
+  accepts) and ``bad_settings`` (variable -> variables making that one bad): ``from_settings``
+  builds a broker from the first, raises ``ConfigError`` naming the variable for each of the
+  others.
+
 Each test builds its brokers fresh, as separate gateway instances would. The pipelined-publish
 cases run when the broker is a :class:`realtime.brokers.base.PipelinedBroker` and are skipped,
 with the reason, when it is not. The suite needs
@@ -25,16 +35,21 @@ mode runs them too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import ClassVar
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, ClassVar
 
 import pytest
 import pytest_asyncio
 
-from realtime.brokers.base import Broker, PipelinedBroker
-from realtime.errors import BrokerError
+from realtime.brokers.base import MAX_MESSAGE_BYTES, Broker, PipelinedBroker
+from realtime.config import OPTIONS, load_settings
+from realtime.errors import BrokerError, ConfigError
 from realtime.testing.waiting import wait_until_async
 from realtime.wire.messages import Kind
 
@@ -76,11 +91,24 @@ class BrokerContract:
     timeout: ClassVar[float] = 15.0
     #: Seconds the restart cases allow for the broker to come back.
     recovery_timeout: ClassVar[float] = 60.0
-    #: Largest payload the backend must carry byte-exact.
-    max_payload: ClassVar[int] = 1024 * 1024
+    #: Largest payload the backend must carry byte-exact: what the gateway may hand it.
+    max_payload: ClassVar[int] = MAX_MESSAGE_BYTES
+    #: The gateway's default bound on ``start()`` (``START_TIMEOUT_SECONDS``).
+    start_timeout: ClassVar[float] = float(
+        next(o.default for o in OPTIONS if o.name == "START_TIMEOUT_SECONDS") or 30
+    )
+    #: What the entry point names (``from_settings(settings)`` builds the broker).
+    plugin: ClassVar[Any] = None
+    #: Variables ``from_settings`` accepts (besides the gateway's own defaults).
+    good_settings: ClassVar[Mapping[str, str]] = {}
+    #: For each of your variables, variables that make it bad.
+    bad_settings: ClassVar[Mapping[str, Mapping[str, str]]] = {}
 
     async def make_broker(self) -> Broker:
         raise NotImplementedError("a BrokerContract subclass builds its broker here")
+
+    async def make_unreachable_broker(self) -> Broker:
+        pytest.skip("this backend's test gives no make_unreachable_broker()")
 
     async def stop_server(self) -> None:
         pytest.skip("this backend's test does not stop its server")
@@ -204,6 +232,42 @@ class BrokerContract:
         await inbox.wait_for(lambda: bool(inbox.on("broadcast", channel)), self.timeout)
         assert inbox.on("broadcast", channel) == [payload]
 
+    @pytest.mark.asyncio
+    async def test_payload_over_the_limit_fails_cleanly_or_arrives(self, started, channel) -> None:  # type: ignore[no-untyped-def]
+        # The gateway never hands more than max_payload; a broker that gets it anyway refuses
+        # with BrokerError (or carries it), and goes on carrying what follows.
+        (a, _), (b, inbox) = await started(), await started()
+        await b.subscribe("broadcast", channel)
+        payload = os.urandom(self.max_payload + 1)
+        with contextlib.suppress(BrokerError):
+            await asyncio.wait_for(a.publish("broadcast", channel, payload), self.timeout)
+        await a.publish("broadcast", channel, b"after")
+        await inbox.wait_for(lambda: b"after" in inbox.on("broadcast", channel), self.timeout)
+        assert inbox.on("broadcast", channel) in ([b"after"], [payload, b"after"])
+
+    @pytest.mark.asyncio
+    async def test_a_raising_deliver_does_not_stop_delivery(self, started, channel) -> None:  # type: ignore[no-untyped-def]
+        a, _ = await started()
+        inbox = Inbox()
+
+        async def fails_on_boom(kind: Kind, name: str, data: bytes) -> None:
+            await inbox(kind, name, data)
+            if data.startswith(b"boom"):
+                raise RuntimeError("a deliver callback failed")
+
+        c = await self.make_broker()
+        try:
+            await c.start(fails_on_boom)
+            await self._until(lambda: c.ready, self.timeout, "broker ready after start")
+            await c.subscribe("broadcast", channel)
+            for i in range(3):
+                await a.publish("broadcast", channel, b"boom %d" % i)
+            await a.publish("broadcast", channel, b"after")
+            await inbox.wait_for(lambda: b"after" in inbox.on("broadcast", channel), self.timeout)
+            assert inbox.on("broadcast", channel) == [b"boom 0", b"boom 1", b"boom 2", b"after"]
+        finally:
+            await c.close()
+
     # --- pipelined publish (PipelinedBroker only) -----------------------------------------------
 
     @pytest.mark.asyncio
@@ -295,6 +359,77 @@ class BrokerContract:
             await a.publish("broadcast", channel, b"too late")
 
     @pytest.mark.asyncio
+    async def test_close_leaves_no_resource_warning_and_no_task(self, channel) -> None:  # type: ignore[no-untyped-def]
+        before = asyncio.all_tasks()
+
+        async def use_and_close() -> None:
+            broker = await self.make_broker()
+            inbox = Inbox()
+            await broker.start(inbox)
+            await self._until(lambda: broker.ready, self.timeout, "broker ready after start")
+            await broker.subscribe("broadcast", channel)
+            await broker.publish("broadcast", channel, b"x")
+            await inbox.wait_for(lambda: bool(inbox.items), self.timeout)
+            await broker.close()
+
+        def leftover() -> set[asyncio.Task[Any]]:
+            return {t for t in asyncio.all_tasks() - before if t is not asyncio.current_task()}
+
+        with _resource_warnings() as caught:
+            await use_and_close()  # the broker is garbage once this returns
+            await self._until(lambda: not leftover(), self.timeout, "no task left after close()")
+        assert caught == []
+
+    @pytest.mark.asyncio
+    async def test_start_against_a_down_server_is_bounded(self) -> None:
+        async def start_and_close() -> None:
+            broker = await self.make_unreachable_broker()
+            try:
+                await asyncio.wait_for(broker.start(Inbox()), self.start_timeout)
+            except BrokerError:
+                pass  # allowed: the gateway then exits with this error's one line
+            except TimeoutError:
+                pytest.fail(
+                    f"start() against a down server did not return within "
+                    f"{self.start_timeout:g}s: the gateway would exit (START_TIMEOUT_SECONDS)"
+                )
+            else:
+                assert not broker.ready, "ready with nothing to connect to"
+            finally:
+                await broker.close()
+
+        with _resource_warnings() as caught:
+            await start_and_close()
+        assert caught == []
+
+    # --- settings -------------------------------------------------------------------------------
+
+    def _settings(self, env: Mapping[str, str]) -> Any:
+        if self.plugin is None:
+            pytest.skip("this backend's test names no plugin (what its entry point names)")
+        return load_settings({"PRESENCE_STORE": "memory", **env}, env_file=None)
+
+    def test_from_settings_builds_a_broker_and_drops_it_cleanly(self) -> None:
+        settings = self._settings(self.good_settings)
+        # The gateway builds the broker once to check the settings before binding its port,
+        # and drops it unstarted: that must cost nothing and leave nothing open.
+        with _resource_warnings() as caught:
+            broker = self.plugin.from_settings(settings)
+            assert isinstance(broker, Broker)
+            del broker
+        assert caught == []
+
+    def test_from_settings_names_each_bad_variable(self) -> None:
+        if not self.bad_settings:
+            pytest.skip("this backend's test lists no bad_settings")
+        for variable, env in self.bad_settings.items():
+            settings = self._settings({**self.good_settings, **env})
+            with pytest.raises(ConfigError) as info:
+                self.plugin.from_settings(settings)
+            assert info.value.variable == variable, str(info.value)
+            assert "\n" not in str(info.value), "the gateway prints it as one line"
+
+    @pytest.mark.asyncio
     async def test_publish_to_a_stopped_server_raises(self, started, channel) -> None:  # type: ignore[no-untyped-def]
         a, _ = await started()
         await self.stop_server()
@@ -346,3 +481,15 @@ class BrokerContract:
             message="a delivery after the restart",
         )
         assert inbox.on("broadcast", channel)[0].startswith(b"after ")
+
+
+@contextmanager
+def _resource_warnings() -> Iterator[list[str]]:
+    """Collect the ResourceWarnings (unclosed sockets, transports, clients) raised in the
+    block and by a collection at its end, whatever the warning filters say."""
+    caught: list[str] = []
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always", ResourceWarning)
+        yield caught
+        gc.collect()
+    caught.extend(str(r.message) for r in records if issubclass(r.category, ResourceWarning))

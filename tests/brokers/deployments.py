@@ -41,3 +41,27 @@ def channel_on_node(cluster: RedisClusterSetup, index: int) -> str:
         slot = key_slot(topic("broadcast", name).encode())
         if any(start <= slot <= end for start, end in ranges):
             return name
+
+
+def sentinel_env(setup: RedisSentinelSetup) -> dict[str, str]:
+    return {
+        "BROADCAST_MQ_TYPE": "redis",
+        "PRESENCE_STORE": "redis",
+        "REDIS_SENTINELS": ",".join(f"{h}:{p}" for h, p in setup.sentinels),
+        "REDIS_SENTINEL_MASTER": setup.master_name,
+        # Blank out what the test process may carry: they conflict with REDIS_SENTINELS.
+        "REDIS_URL": "",
+        "REDIS_ADDR": "",
+        "REDIS_CLUSTER": "",
+    }
+
+
+def cluster_env(cluster: RedisClusterSetup) -> dict[str, str]:
+    return {
+        "BROADCAST_MQ_TYPE": "redis",
+        "PRESENCE_STORE": "redis",
+        "REDIS_CLUSTER": "1",
+        "REDIS_URL": cluster.url,
+        "REDIS_SENTINELS": "",
+        "REDIS_SENTINEL_MASTER": "",
+    }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import ClassVar
 
 import pytest
 
@@ -11,7 +12,7 @@ from realtime.brokers.base import Broker
 from realtime.brokers.memory import MemoryBroker, MemoryBus
 from realtime.brokers.redis.classic import RedisBroker
 from realtime.brokers.redis.cluster import RedisClusterBroker
-from realtime.brokers.redis.factory import for_deployment
+from realtime.brokers.redis.factory import RedisBrokers, for_deployment
 from realtime.config import RedisDeployment
 from realtime.testing import BrokerContract
 from realtime.testing.services import (
@@ -23,10 +24,13 @@ from realtime.testing.services import (
     redis_sentinel_setup,
     redis_server,
 )
+from realtime.testing.waiting import free_port
 from tests.brokers.deployments import channel_on_node, sentinel_deployment
 
 
 class TestMemoryBroker(BrokerContract):
+    plugin = MemoryBroker
+
     @pytest.fixture(autouse=True)
     def _bus(self) -> None:
         self.bus = MemoryBus()
@@ -44,12 +48,25 @@ def own_redis() -> Iterator[RedisServer]:
 
 @pytest.mark.integration
 class TestRedisBroker(BrokerContract):
+    plugin = RedisBrokers
+    good_settings: ClassVar[dict[str, str]] = {
+        "BROADCAST_MQ_ADDR": "127.0.0.1:6390",
+        "BROADCAST_MQ_DB": "2",
+    }
+    bad_settings: ClassVar[dict[str, dict[str, str]]] = {
+        "BROADCAST_MQ_DB": {"BROADCAST_MQ_DB": "two"},
+        "BROADCAST_MQ_ADDR": {"BROADCAST_MQ_ADDR": "http://127.0.0.1:6390"},
+    }
+
     @pytest.fixture(autouse=True)
     def _server(self, own_redis: RedisServer) -> None:
         self.server = own_redis
 
     async def make_broker(self) -> Broker:
         return RedisBroker(self.server.url)
+
+    async def make_unreachable_broker(self) -> Broker:
+        return RedisBroker(f"redis://127.0.0.1:{free_port()}/0")
 
     async def stop_server(self) -> None:
         try:

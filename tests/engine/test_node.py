@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import msgspec
 import pytest
 
+from realtime.brokers.base import MAX_MESSAGE_BYTES
 from realtime.brokers.memory import MemoryBroker, MemoryBus
 from realtime.engine.node import Node
 from realtime.errors import FrameError
@@ -39,7 +40,17 @@ async def node() -> AsyncIterator[Node]:
     bus = MemoryBus()  # this test's own: nothing else publishes on it
     # A TTL long enough that the refresh loop (every TTL/3) never runs within a test.
     store = ForgetfulPresence(ttl=60)
-    node = Node(MemoryBroker(bus), MemoryBroker(bus), store, 60, max_meta_bytes=2048, diff_window=0)
+    node = Node(
+        MemoryBroker(bus),
+        MemoryBroker(bus),
+        store,
+        60,
+        max_meta_bytes=2048,
+        diff_window=0,
+        order_wait=0,
+        start_timeout=10,
+        max_message_bytes=MAX_MESSAGE_BYTES,
+    )
     await node.start()
     yield node
     await node.close()

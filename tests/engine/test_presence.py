@@ -49,12 +49,12 @@ class Sync:
 class Room:
     """One channel's local subscribers and the views kept for them."""
 
-    def __init__(self, diff_window: float = 0.0) -> None:
+    def __init__(self, diff_window: float = 0.0, order_wait: float = 0.0) -> None:
         self.sync = Sync()
         self.peers: set[RecordingPeer] = set()
         self.reasserted: list[str] = []
         self.views = PresenceViews(
-            self.sync, lambda channel: self.peers, self.reasserted.append, diff_window
+            self.sync, lambda channel: self.peers, self.reasserted.append, diff_window, order_wait
         )
 
     async def subscribe(self, peer: RecordingPeer, diff: bool = False, chunk: int = 0) -> None:
@@ -241,3 +241,90 @@ async def test_an_unsubscribed_peer_gets_nothing_more(room: Room) -> None:
     assert room.views.channels() == set()
     room.deliver(1)  # still local upstream (as during a disconnect): sent as it is, unordered
     assert peer.trace() == [("presence_sync", 0), ("presence_join", 1)]
+
+
+# --- events that cross on the way (racing instances on sharded Pub/Sub) -------------------------
+
+
+async def test_crossed_events_wait_for_the_missing_one_and_pass_in_order() -> None:
+    room = Room(order_wait=60)  # the wait would not end within the test
+    peer, diff = RecordingPeer(), RecordingPeer("diff")
+    await room.subscribe(peer)
+    await room.subscribe(diff, diff=True)
+    room.deliver(3, 2)  # ahead of 1: held, not a gap yet
+    assert peer.trace() == [("presence_sync", 0)]
+    room.deliver(1, 4)
+    assert peer.trace() == [("presence_sync", 0), *(("presence_join", n) for n in (1, 2, 3, 4))]
+    assert diff.trace() == [("presence_sync", 0), *(("presence_diff", n) for n in (1, 2, 3, 4))]
+    # Each subscriber put 2 and 3 back in order.
+    assert (room.views.resyncs, room.views.reordered, room.sync.calls) == (0, 4, 2)
+    await room.views.close()
+
+
+async def test_a_gap_still_open_after_the_wait_resyncs_once_counted() -> None:
+    room = Room(order_wait=0.05)
+    peer = RecordingPeer()
+    await room.subscribe(peer)
+    room.deliver(1)
+    room.sync.snapshot = Snapshot(3, "e1", members(3))
+    room.deliver(3)  # 2 was lost
+    assert peer.trace() == [("presence_sync", 0), ("presence_join", 1)]
+    await wait_until_async(lambda: len(peer.of("presence_sync")) == 2, timeout=5)
+    room.deliver(2, 4)  # 2 is in the fresh sync already
+    assert peer.trace() == [
+        ("presence_sync", 0),
+        ("presence_join", 1),
+        ("presence_sync", 3),
+        ("presence_join", 4),
+    ]
+    assert (room.views.resyncs, room.views.reordered) == (1, 0)
+    await room.views.close()
+
+
+async def test_each_subscriber_gets_its_whole_wait() -> None:
+    wait = 1.0
+    room = Room(order_wait=wait)
+    early, late = RecordingPeer("early"), RecordingPeer("late")
+    await room.subscribe(early)
+    room.sync.snapshot = Snapshot(2, "e1", members(2))
+    await room.subscribe(late)
+    room.deliver(2)  # early waits for 1 from now on; late has 2 in its sync
+    started = asyncio.get_running_loop().time()
+    await wait_until_async(
+        lambda: asyncio.get_running_loop().time() - started >= wait / 2, timeout=5, interval=0.01
+    )
+    room.sync.snapshot = Snapshot(4, "e1", members(4))
+    room.deliver(4)  # late waits for 3 from now on, on the channel's one timer
+    await wait_until_async(lambda: len(early.of("presence_sync")) == 2, timeout=5)
+    room.deliver(3)  # within late's own wait: no resync for it
+    assert early.trace() == [("presence_sync", 0), ("presence_sync", 4)]
+    assert late.trace() == [("presence_sync", 2), ("presence_join", 3), ("presence_join", 4)]
+    assert room.views.resyncs == 1
+    await room.views.close()
+
+
+async def test_too_many_events_ahead_resync_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(presence, "AHEAD_LIMIT", 2)
+    room = Room(order_wait=60)
+    peer = RecordingPeer()
+    await room.subscribe(peer)
+    room.sync.snapshot = Snapshot(5, "e1", members(5))
+    room.deliver(2, 3, 4)
+    await wait_until_async(lambda: len(peer.of("presence_sync")) == 2, timeout=5)
+    assert peer.trace() == [("presence_sync", 0), ("presence_sync", 5)]
+    await room.views.close()
+
+
+async def test_crossed_events_held_during_the_sync_pass_in_order() -> None:
+    room = Room(order_wait=60)
+    peer = RecordingPeer()
+    room.sync.gate.clear()
+    subscribing = asyncio.create_task(room.subscribe(peer))
+    await wait_until_async(lambda: room.sync.calls == 1, timeout=5)
+    room.deliver(3, 2, 1)  # crossed on the way, while the sync is read (at version 1)
+    room.sync.snapshot = Snapshot(1, "e1", members(1))
+    room.sync.gate.set()
+    await asyncio.wait_for(subscribing, 5)
+    assert peer.trace() == [("presence_sync", 1), ("presence_join", 2), ("presence_join", 3)]
+    assert (room.views.resyncs, room.sync.calls) == (0, 1)
+    await room.views.close()

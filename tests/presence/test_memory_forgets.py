@@ -70,7 +70,10 @@ async def test_a_gateway_forgets_channels_everyone_left_but_not_one_watched(
 ) -> None:
     # Reap ticks 0.25 s apart (a quarter of the TTL): four of them within FORGET_AFTER.
     monkeypatch.setattr(memory, "FORGET_AFTER", 1.0)
-    async with run_gateway(make_settings(PRESENCE_TTL_SECONDS="1")) as gw:
+    settings = make_settings(
+        PRESENCE_TTL_SECONDS="1", WS_MAX_PRESENCE_JOINS="0", WS_MAX_FRAMES_PER_SECOND="0"
+    )
+    async with run_gateway(settings) as gw:
         store = gw.node.store
         assert isinstance(store, MemoryPresence)
         url = gw.ws_url

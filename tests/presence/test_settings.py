@@ -13,8 +13,14 @@ def test_defaults() -> None:
     assert settings.presence_max_meta_bytes == 2048
     assert settings.presence_max_members == 100_000
     assert settings.presence_diff_window_ms == 100
+    assert settings.presence_order_wait_ms == 100
     names = {option.name for option in OPTIONS}
-    assert {"PRESENCE_MAX_META_BYTES", "PRESENCE_MAX_MEMBERS", "PRESENCE_DIFF_WINDOW_MS"} <= names
+    assert {
+        "PRESENCE_MAX_META_BYTES",
+        "PRESENCE_MAX_MEMBERS",
+        "PRESENCE_DIFF_WINDOW_MS",
+        "PRESENCE_ORDER_WAIT_MS",
+    } <= names
 
 
 def test_values_parse() -> None:
@@ -23,12 +29,14 @@ def test_values_parse() -> None:
             "PRESENCE_MAX_META_BYTES": "512",
             "PRESENCE_MAX_MEMBERS": "0",
             "PRESENCE_DIFF_WINDOW_MS": "25",
+            "PRESENCE_ORDER_WAIT_MS": "0",
         },
         env_file=None,
     )
     assert settings.presence_max_meta_bytes == 512
     assert settings.presence_max_members == 0
     assert settings.presence_diff_window_ms == 25
+    assert settings.presence_order_wait_ms == 0
 
 
 @pytest.mark.parametrize(
@@ -38,6 +46,9 @@ def test_values_parse() -> None:
         ("PRESENCE_MAX_META_BYTES", "1"),
         ("PRESENCE_MAX_MEMBERS", "-1"),
         ("PRESENCE_DIFF_WINDOW_MS", "0.5"),
+        ("PRESENCE_ORDER_WAIT_MS", "-1"),
+        ("PRESENCE_ORDER_WAIT_MS", "1001"),
+        ("PRESENCE_ORDER_WAIT_MS", "soon"),
     ],
 )
 def test_bad_value_names_the_variable(name: str, value: str) -> None:

@@ -167,6 +167,16 @@ async def test_over_the_limit_the_client_is_failed_with_4008_and_reset_at_once(
     assert len(wire.transport.writes) == 1
 
 
+async def test_other_closes_give_a_reading_client_the_close_timeout_to_get_the_code(
+    wire: Wire,
+) -> None:
+    wire.protocol.close_timeout = 0.05
+    wire.peer.close(4029, "rate limited")
+    assert [close_frame(data) for data in wire.transport.writes] == [(4029, "rate limited")]
+    assert not wire.transport.aborted  # not a slow consumer: its close frame can arrive
+    await wait_until_async(lambda: wire.transport.aborted, timeout=2)
+
+
 async def test_frames_count_only_while_the_transport_is_paused(wire: Wire) -> None:
     # A burst bigger than the frame bound, to a client that reads, goes out at the iteration's
     # end in one write.
@@ -291,12 +301,12 @@ def test_direct_path_leaves_other_protocols_alone() -> None:
 # The start-up check.
 
 
-class WithoutCloseSent(WebSocketsSansIOProtocol):
-    """A uvicorn that renamed the flag saying a close frame went out."""
+class WithoutCloseTimeout(WebSocketsSansIOProtocol):
+    """As uvicorn before 0.52.1: no close timeout on the instance."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        del self.close_sent
+        del self.close_timeout
 
 
 class WithoutKeepaliveTimeout(WebSocketsSansIOProtocol):
@@ -334,7 +344,7 @@ def test_the_installed_uvicorn_runs_the_direct_path(
 @pytest.mark.parametrize(
     ("stand_in", "missing"),
     [
-        (WithoutCloseSent, "close_sent"),
+        (WithoutCloseTimeout, "close_timeout"),
         (WithoutKeepaliveTimeout, "keepalive_timeout"),
         (WithoutPauseWriting, "pause_writing"),
         (UnknownConstructor, "__init__"),
@@ -355,8 +365,8 @@ def test_a_uvicorn_without_what_the_direct_path_needs_gets_the_plain_path_and_on
 def test_server_options_fall_back_to_the_plain_path_on_a_uvicorn_without_it(
     monkeypatch: pytest.MonkeyPatch, logged: pytest.LogCaptureFixture
 ) -> None:
-    # As if the installed uvicorn's sans-I/O protocol lacked what the direct path needs.
-    monkeypatch.setattr("realtime.server.direct.WebSocketsSansIOProtocol", WithoutCloseSent)
+    # As if the installed uvicorn's sans-I/O protocol were one from before 0.52.1.
+    monkeypatch.setattr("realtime.server.direct.WebSocketsSansIOProtocol", WithoutCloseTimeout)
     assert server_options(make_settings())["ws"] == STOCK_PROTOCOL
     assert [r.getMessage().split(" lacks ")[0] for r in logged.records] == [
         f"uvicorn {uvicorn.__version__}"

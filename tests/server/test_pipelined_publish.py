@@ -24,7 +24,9 @@ def redis_settings(redis: RedisServer) -> dict[str, str]:
 
 
 async def test_a_burst_arrives_in_order_with_every_ack(redis: RedisServer, channel: str) -> None:
-    async with run_gateway(make_settings(**redis_settings(redis))) as gw:
+    # A burst far over the frame rate on purpose: pipelining is tested here, not the quota.
+    settings = make_settings(**redis_settings(redis), WS_MAX_FRAMES_PER_SECOND="0")
+    async with run_gateway(settings) as gw:
         async with (
             ws_client(gw.ws_url + "?user_id=pub") as pub,
             ws_client(gw.ws_url + "?user_id=sub") as sub,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -16,6 +16,7 @@ from realtime.brokers.base import Broker
 from realtime.errors import BrokerError
 from realtime.testing import BrokerContract, Inbox
 from realtime.testing.services import RestartUnsupported
+from realtime.testing.waiting import free_port
 from realtime.wire.messages import Kind
 from realtime_kafka import KafkaBroker, KafkaConfig
 from realtime_kafka.testing import KafkaServer, kafka_server
@@ -33,6 +34,12 @@ class TestKafkaBroker(BrokerContract):
     # A JVM broker on a 2-core machine restarts in seconds, and a client notices within a
     # health interval plus its request timeout.
     recovery_timeout = 90.0
+    plugin = KafkaBroker
+    good_settings: ClassVar[dict[str, str]] = {"BROADCAST_MQ_ADDR": "127.0.0.1:9092"}
+    bad_settings: ClassVar[dict[str, dict[str, str]]] = {
+        "BROADCAST_KAFKA_ACKS": {"BROADCAST_KAFKA_ACKS": "some"},
+        "BROADCAST_KAFKA_SASL_USERNAME": {"BROADCAST_KAFKA_SASL_MECHANISM": "PLAIN"},
+    }
 
     @pytest.fixture(autouse=True)
     def _server(self, own_kafka: KafkaServer) -> None:
@@ -51,6 +58,10 @@ class TestKafkaBroker(BrokerContract):
                 health_interval=0.5,
             )
         )
+
+    async def make_unreachable_broker(self) -> Broker:
+        config = KafkaConfig(bootstrap=(f"127.0.0.1:{free_port()}",), topic=self.topic, timeout=3.0)
+        return KafkaBroker(config)
 
     async def stop_server(self) -> None:
         try:

@@ -12,6 +12,7 @@ from realtime.brokers.base import Broker
 from realtime.errors import BrokerError
 from realtime.testing import BrokerContract, Inbox
 from realtime.testing.services import RestartUnsupported
+from realtime.testing.waiting import free_port
 from realtime_rabbitmq import RabbitMQBroker, RabbitMQOptions
 from realtime_rabbitmq import broker as broker_module
 from realtime_rabbitmq.testing import RabbitMQServer
@@ -28,6 +29,14 @@ def options(url: str, **overrides: object) -> RabbitMQOptions:
 class TestRabbitMQBroker(BrokerContract):
     # A native RabbitMQ takes ~6-10 s to come back on a busy 2-core machine.
     recovery_timeout: ClassVar[float] = 45.0
+    plugin = RabbitMQBroker
+    good_settings: ClassVar[dict[str, str]] = {
+        "BROADCAST_RABBITMQ_URL": "amqp://guest:guest@127.0.0.1:5672/"
+    }
+    bad_settings: ClassVar[dict[str, dict[str, str]]] = {
+        "BROADCAST_RABBITMQ_EXCHANGE_TYPE": {"BROADCAST_RABBITMQ_EXCHANGE_TYPE": "nearest"},
+        "BROADCAST_RABBITMQ_URL": {"BROADCAST_RABBITMQ_URL": "http://127.0.0.1/"},
+    }
 
     @pytest.fixture(autouse=True)
     def _server(self, rabbitmq: RabbitMQServer) -> None:
@@ -35,6 +44,9 @@ class TestRabbitMQBroker(BrokerContract):
 
     async def make_broker(self) -> Broker:
         return RabbitMQBroker(options(self.server.url))
+
+    async def make_unreachable_broker(self) -> Broker:
+        return RabbitMQBroker(options(f"amqp://guest:guest@127.0.0.1:{free_port()}/"))
 
     async def stop_server(self) -> None:
         try:

@@ -14,9 +14,12 @@ test, and its temporary directory is removed.
 
 The Kafka and RabbitMQ launchers live in their plugins (``realtime_kafka.testing``,
 ``realtime_rabbitmq.testing``) and are built on :class:`Service` the same way.
+:func:`native_server` runs any other server binary natively on a free port with that same
+plumbing, in one call: the start of a plugin's own launcher.
 
 Modules: ``processes`` (a native process group, a container, the errors), ``base`` (where a
-server comes from, the :class:`Service` handle, cleanup at exit), ``redis`` (the launchers of
+server comes from, the :class:`Service` handle, cleanup at exit), ``native`` (any binary on
+a free port: :func:`native_server`), ``redis`` (the launchers of
 standalone Redis, Sentinel and Cluster, probed with redis-py). Import from this package.
 
 A typical module-scoped fixture::
@@ -47,6 +50,7 @@ from realtime.testing.services.base import (
     run_sync,
     which,
 )
+from realtime.testing.services.native import NativeServer, native_server
 from realtime.testing.services.processes import (
     STOP_TIMEOUT,
     Container,
@@ -73,6 +77,7 @@ __all__ = [
     "STOP_TIMEOUT",
     "Address",
     "Container",
+    "NativeServer",
     "Origin",
     "Process",
     "RedisClusterSetup",
@@ -84,6 +89,7 @@ __all__ = [
     "backend",
     "cache_dir",
     "native_redis",
+    "native_server",
     "parse_hostport",
     "redis_client",
     "redis_cluster",

@@ -97,6 +97,13 @@ def serve(settings: Settings, workers: int = 1) -> None:
         " BROADCAST_MAX_MESSAGE_BYTES raises the broker's limit and this cap with it)",
         settings.http_max_body_bytes,
     )
+    # The byte bound is ours, not the seed's: a deployment broadcasting frames near it raises it.
+    log.info(
+        "slow consumers are closed (4008) past %d frames (WS_SEND_QUEUE_SIZE) or %d bytes"
+        " (WS_SEND_QUEUE_BYTES) waiting",
+        settings.ws_send_queue_size,
+        settings.ws_send_queue_bytes,
+    )
     if workers > 1 and settings.broker == "memory":
         log.warning("--workers %d with the memory broker: each worker is its own island", workers)
     uvicorn.run(

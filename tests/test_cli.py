@@ -83,6 +83,11 @@ async def test_first_log_line_names_the_backends(tmp_path: Path) -> None:
         "bodies over 1047552 bytes get 413 (HTTP_MAX_BODY_BYTES; the seed had no cap" in line
         for line in lines[1:5]
     )
+    # The bound a seed deployment may need to raise, with its setting.
+    assert any(
+        "1024 frames (WS_SEND_QUEUE_SIZE) or 16777216 bytes (WS_SEND_QUEUE_BYTES)" in line
+        for line in lines[1:6]
+    )
 
 
 def test_the_installed_command_runs_no_code_from_the_working_directory(tmp_path: Path) -> None:

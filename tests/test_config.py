@@ -52,6 +52,8 @@ def test_server_addr_with_host() -> None:
         ("PRESENCE_STORE", "mongo"),
         ("LOG_LEVEL", "loud"),
         ("WS_MAX_FRAME_BYTES", "-1"),
+        ("WS_SEND_QUEUE_BYTES", "1MB"),
+        ("WS_SEND_QUEUE_BYTES", "1024"),
         # No edge may let through more than a broker is promised (brokers.base).
         ("WS_MAX_FRAME_BYTES", "1047553"),
         ("HTTP_MAX_BODY_BYTES", "1047553"),

@@ -84,6 +84,7 @@ class Settings:
     ws_ping_timeout: float | None
     ws_max_frame_bytes: int
     ws_send_queue_size: int
+    ws_send_queue_bytes: int
     broker_max_message_bytes: int
     http_max_body_bytes: int
     start_timeout: float
@@ -170,6 +171,7 @@ def load_settings(
             edge,
         ),
         ws_send_queue_size=parse(env, "WS_SEND_QUEUE_SIZE", int, "a frame count >= 1", 1),
+        ws_send_queue_bytes=parse(env, "WS_SEND_QUEUE_BYTES", int, "a byte count >= 65536", 65536),
         broker_max_message_bytes=message_max,
         http_max_body_bytes=parse(
             env,

@@ -96,6 +96,10 @@ OPTIONS: tuple[Option, ...] = (
         "bound on each broker's and the presence store's start; past it the gateway exits",
     ),
     Option("WS_SEND_QUEUE_SIZE", "1024", "frames queued per connection before it closes 4008"),
+    # 16 MiB: more than the presence_sync of a full 100,000-member channel (about 13 MB with
+    # ~90-byte metas) and 16 times what the frame bound lets through at 1 KB a frame, so a
+    # client that reads never meets it; one that stops reading is closed holding at most this.
+    Option("WS_SEND_QUEUE_BYTES", "16777216", "bytes waiting per connection before it closes 4008"),
     Option("WS_MAX_FRAMES_PER_SECOND", "100", "client frames a second per connection; 0: no cap"),
     Option("WS_FRAME_BURST", "200", "client frames a connection may send at once above the rate"),
     Option("WS_MAX_SUBSCRIPTIONS", "1000", "channels one connection may subscribe; 0: no cap"),

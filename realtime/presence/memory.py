@@ -2,6 +2,15 @@
 
 Per-connection entries with their own expiry, one event per user change numbered by the
 channel's version, published in version order (a lock spans each change and its publish).
+
+A channel whose last connection left keeps only its version and epoch, and only while someone
+still listens: the reaper names every channel a local subscriber listens to at each tick (at
+most a second apart), and an emptied channel no tick has named for ``FORGET_AFTER`` seconds is
+forgotten by a sweep that runs while emptied channels are held. So versions stay monotonic for
+live subscribers (someone joining again continues the count), and nothing grows with the
+channels ever joined. A channel joined again after it
+was forgotten starts a new epoch at version 1, as a Redis channel does once its version key
+expired; an absent channel reads as version 0 with no epoch, as in Redis.
 """
 
 from __future__ import annotations
@@ -16,20 +25,30 @@ from realtime.errors import PresenceFull
 from realtime.presence.base import ChannelState, Entry, Publish, Snapshot
 from realtime.wire.messages import Member, bus_presence_body, complete_presence
 
+# Seconds an emptied channel is kept once no reap tick names it (ticks are at most 1 s apart).
+FORGET_AFTER = 5.0
+
 
 @dataclass
 class _Channel:
+    epoch: str
     members: dict[str, Member] = field(default_factory=dict)
     # user id -> connection id -> expiry (monotonic seconds)
     conns: dict[str, dict[str, float]] = field(default_factory=dict)
     version: int = 0
+    # While the channel is empty: when a reap last named it (monotonic seconds).
+    wanted: float = 0.0
 
 
 class MemoryPresence:
-    def __init__(self, ttl: int, max_members: int = 0) -> None:
+    def __init__(self, ttl: int, max_members: int = 0, forget_after: float | None = None) -> None:
         self._ttl = ttl
         self._max_members = max_members
+        self._forget_after = FORGET_AFTER if forget_after is None else forget_after
         self._channels: dict[str, _Channel] = {}
+        self._empty: set[str] = set()  # channels in _channels with no connection
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._created = 0  # channels made so far: each gets its own epoch
         self._epoch = uuid.uuid4().hex
         self._lock = asyncio.Lock()
         self._publish: Publish | None = None
@@ -37,16 +56,51 @@ class MemoryPresence:
     async def start(self, publish: Publish) -> None:
         self._publish = publish
 
+    def __len__(self) -> int:
+        """Channels held, the emptied ones not forgotten yet included."""
+        return len(self._channels)
+
+    def _channel(self, channel: str) -> _Channel:
+        state = self._channels.get(channel)
+        if state is None:
+            self._created += 1
+            state = self._channels[channel] = _Channel(f"{self._epoch}.{self._created}")
+        else:
+            self._empty.discard(channel)
+        return state
+
+    def _sweep(self) -> None:
+        """Forget the emptied channels no reap named lately. Outside the lock: no change in
+        progress holds an emptied channel it has not touched within ``forget_after``."""
+        self._sweeper = None
+        cutoff = time.monotonic() - self._forget_after
+        oldest = None
+        for channel in list(self._empty):
+            wanted = self._channels[channel].wanted
+            if wanted <= cutoff:
+                del self._channels[channel]
+                self._empty.discard(channel)
+            elif oldest is None or wanted < oldest:
+                oldest = wanted
+        if oldest is not None:
+            self._schedule_sweep(oldest - cutoff)
+
+    def _schedule_sweep(self, delay: float | None = None) -> None:
+        if self._sweeper is None:
+            loop = asyncio.get_running_loop()
+            delay = self._forget_after if delay is None else delay
+            self._sweeper = loop.call_later(delay, self._sweep)
+
     async def _emit(self, kind: str, channel: str, state: _Channel, member: Member) -> None:
         state.version += 1
         if self._publish is not None:
             body = bus_presence_body(channel, member)
-            data = complete_presence(kind, body, state.version, self._epoch)
+            data = complete_presence(kind, body, state.version, state.epoch)
             await self._publish(channel, data)
 
     async def join(self, channel: str, conn: str, member: Member) -> str:
         async with self._lock:
-            state = self._channels.setdefault(channel, _Channel())
+            state = self._channel(channel)
             conns = state.conns.get(member.user_id)
             if (
                 not conns
@@ -76,6 +130,10 @@ class MemoryPresence:
         del state.conns[user_id]
         state.members.pop(user_id, None)
         await self._emit("presence_leave", channel, state, Member(user_id))
+        if not state.conns:
+            state.wanted = time.monotonic()
+            self._empty.add(channel)
+            self._schedule_sweep()
         return True
 
     async def refresh(self, entries: Sequence[Entry]) -> int:
@@ -83,7 +141,7 @@ class MemoryPresence:
         async with self._lock:
             expires = time.monotonic() + self._ttl
             for channel, conn, member in entries:
-                state = self._channels.setdefault(channel, _Channel())
+                state = self._channel(channel)
                 conns = state.conns.setdefault(member.user_id, {})
                 if conn not in conns:
                     added += 1
@@ -101,7 +159,7 @@ class MemoryPresence:
             for channel in channels:
                 state = self._channels.get(channel)
                 if state is None:
-                    states[channel] = ChannelState(0, self._epoch)
+                    states[channel] = ChannelState(0, "")
                     continue
                 expired = [
                     (user_id, conn)
@@ -111,7 +169,9 @@ class MemoryPresence:
                 ]
                 for user_id, conn in expired:
                     await self._drop(channel, user_id, conn)
-                states[channel] = ChannelState(state.version, self._epoch)
+                if not state.conns:
+                    state.wanted = now  # a local subscriber still listens: keep its version
+                states[channel] = ChannelState(state.version, state.epoch)
         return states
 
     async def sync(self, channel: str) -> Snapshot:
@@ -121,4 +181,8 @@ class MemoryPresence:
         return Snapshot(version, epoch, members)
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         self._channels.clear()
+        self._empty.clear()

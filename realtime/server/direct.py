@@ -9,7 +9,11 @@ Reading, the handshake, pings and closing stay uvicorn's. What we change:
   paused transport drains;
 - the per-connection ``asyncio.Queue`` and ``asyncio.Event`` become small slotted stand-ins, and
   the handshake's request, response and scope are dropped once the connection is open: an idle
-  connection is mostly these objects, and there are thousands of them.
+  connection is mostly these objects, and there are thousands of them;
+- a slow consumer (4008) and a ping timeout (1011) abort the transport with a TCP reset, after
+  writing the close frame: uvicorn's close waits for a write buffer that a client which stopped
+  reading never drains, holding that buffer and the kernel's send queue for as long as the
+  client lives.
 
 That leans on attributes uvicorn does not promise, so :func:`missing_support` checks at start-up
 that the installed uvicorn has them and :func:`choose_protocol` falls back to uvicorn's stock
@@ -19,7 +23,10 @@ protocol (the plain ASGI path) when it does not.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
 from typing import Any, Protocol
 
 import uvicorn
@@ -55,7 +62,14 @@ INSTANCE_ATTRIBUTES = (
     "transport",
     "loop",
 )
-METHODS = ("pause_writing", "resume_writing", "handle_connect", "receive", "send")
+METHODS = (
+    "pause_writing",
+    "resume_writing",
+    "handle_connect",
+    "receive",
+    "send",
+    "keepalive_timeout",
+)
 CONN_METHODS = ("send_close", "data_to_send")
 
 
@@ -157,21 +171,44 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.peer is not None:
             self.peer.flush()
 
-    def fail_connection(self, code: int, reason: str) -> None:
-        """Send a close frame now, end the app's receive loop, and drop the TCP connection if
-        the peer does not read it within the close timeout (a slow consumer may never)."""
+    def fail_connection(self, code: int, reason: str, now: bool = False) -> None:
+        """Write a close frame and end the app's receive loop; then reset the TCP connection,
+        ``now`` (a slow consumer: its buffers full, it sees the reset, 1006, rather than the
+        close frame queued behind them) or if the peer does not answer within the close
+        timeout (a client that reads gets the code)."""
         if self.close_sent or self.transport.is_closing():
             return
         # uvicorn's own branch for an app's `websocket.close`, but without awaiting `writable`
-        # (a slow consumer's transport stays paused) and aborting rather than closing on timeout.
+        # (a slow consumer's transport stays paused) and resetting rather than closing.
         self.conn.send_close(code, reason)
         self.transport.write(b"".join(self.conn.data_to_send()))
         self.close_sent = True
         self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        if now:
+            self.abort()
+            return
         if self.read_paused:
             self.read_paused = False
             self.transport.resume_reading()
-        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
+        self.close_timer = self.loop.call_later(self.close_timeout, self.abort)
+
+    def keepalive_timeout(self) -> None:
+        """uvicorn writes the 1011 close frame and closes gracefully, which waits for the write
+        buffer to drain: a peer that stopped reading never drains it. Reset instead."""
+        failing = not (self.close_sent or self.transport.is_closing())
+        super().keepalive_timeout()
+        if failing:
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop the connection now: asyncio's write buffer is freed by ``abort()``, the kernel's
+        send queue by a zero linger (the socket closes with a reset, not a FIN that waits
+        behind unread data)."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()
 
 
 class Flusher:
@@ -202,56 +239,101 @@ class DirectConnection:
     """A peer on our own protocol class: frames go straight to the transport.
 
     Frames queued in one event-loop iteration are coalesced into one write. While the
-    transport is paused (the client reads slower than we send) they wait here, at most
-    ``limit`` of them; one more and the client is closed as a slow consumer (4008).
+    transport is paused (the client reads slower than we send) they wait here. The client is
+    closed as a slow consumer (4008) when more than ``limit`` frames wait in a paused
+    transport, or when the bytes waiting here and in the transport's write buffer would pass
+    ``max_bytes`` (a single frame larger than that passes only when nothing waits).
     """
 
-    __slots__ = ("_flusher", "_pending", "_protocol", "_transport", "limit", "slow", "user_id")
+    __slots__ = (
+        "_buffered",
+        "_bytes",
+        "_flusher",
+        "_pending",
+        "_protocol",
+        "_transport",
+        "limit",
+        "max_bytes",
+        "slow",
+        "user_id",
+    )
 
     def __init__(
-        self, protocol: DirectWebSocketProtocol, flusher: Flusher, user_id: str, limit: int
+        self,
+        protocol: DirectWebSocketProtocol,
+        flusher: Flusher,
+        user_id: str,
+        limit: int,
+        max_bytes: int,
     ) -> None:
         self._protocol = protocol
         self._transport = protocol.transport
         self._flusher = flusher
         self._pending: list[bytes] = []
+        self._bytes = 0  # in _pending
+        # The transport's write buffer as of our last write or its resume_writing(): it only
+        # shrinks between the two, by at most the high-water mark unseen, so it is read twice
+        # per flush rather than once per frame.
+        self._buffered = 0
         self.user_id = user_id
         self.limit = limit
+        self.max_bytes = max_bytes
         self.slow = False
         protocol.peer = self
 
     def send(self, frame: Outgoing) -> None:
-        pending = self._pending
         if self.slow:
             return
-        if len(pending) >= self.limit:
-            self.slow = True
-            pending.clear()
-            self._protocol.fail_connection(CLOSE_SLOW_CONSUMER, "slow consumer")
+        pending = self._pending
+        wire = frame.wire
+        size = self._bytes + len(wire)
+        if size + self._buffered > self.max_bytes:
+            # One frame larger than the bound still goes to a client with nothing waiting.
+            if pending or not self._protocol.writable.is_set():
+                self._fail()
+                return
+        elif len(pending) >= self.limit and not self._protocol.writable.is_set():
+            # A burst of frames in one iteration to a client that reads is flushed at its end:
+            # frames count only while the transport is paused.
+            self._fail()
             return
-        pending.append(frame.wire)
+        pending.append(wire)
+        self._bytes = size
         if len(pending) == 1:
             self._flusher.add(self)
+
+    def _fail(self) -> None:
+        self.slow = True
+        self._pending.clear()
+        self._bytes = 0
+        self._protocol.fail_connection(CLOSE_SLOW_CONSUMER, "slow consumer", now=True)
 
     def flush(self) -> None:
         pending = self._pending
         if not pending or not self._protocol.writable.is_set():
-            return  # resume_writing() calls flush again
+            # Nothing to write, or a paused transport: its resume_writing() calls flush again.
+            self._buffered = self._transport.get_write_buffer_size()
+            return
         if self._protocol.close_sent or self._transport.is_closing():
             pending.clear()
+            self._bytes = 0
             return
         self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
         pending.clear()
+        self._bytes = 0
+        self._buffered = self._transport.get_write_buffer_size()
 
     def close(self, code: int, reason: str) -> None:
         """Close now with ``code``: an expired token, a flooding client; the read loop then
         ends."""
         self._pending.clear()
+        self._bytes = 0
         self._protocol.fail_connection(code, reason)
 
     def detach(self) -> None:
         self._protocol.peer = None
         self._pending.clear()
+        self._bytes = 0
 
 
 class DirectPath:
@@ -261,7 +343,9 @@ class DirectPath:
     def __init__(self) -> None:
         self._flusher: Flusher | None = None
 
-    def connect(self, scope: Scope, user_id: str, limit: int) -> DirectConnection | None:
+    def connect(
+        self, scope: Scope, user_id: str, limit: int, max_bytes: int
+    ) -> DirectConnection | None:
         """The connection's direct peer, or None when another protocol serves it (then the
         scope is left as it is)."""
         extensions: dict[str, Any] = scope.get("extensions") or {}
@@ -273,7 +357,7 @@ class DirectPath:
         protocol.forget_handshake()
         if self._flusher is None:
             self._flusher = Flusher(protocol.loop)
-        return DirectConnection(protocol, self._flusher, user_id, limit)
+        return DirectConnection(protocol, self._flusher, user_id, limit, max_bytes)
 
 
 async def _no_app(scope: Scope, receive: Receive, send: Send) -> None:

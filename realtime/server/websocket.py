@@ -47,30 +47,48 @@ MAX_IN_FLIGHT = 256
 
 
 class Connection:
-    """A peer on any other ASGI server: a bounded queue drained by its own writer task."""
+    """A peer on any other ASGI server: a queue drained by its own writer task, bounded by
+    ``limit`` frames and ``max_bytes`` bytes (the frame the writer is sending is the server's
+    to hold, not counted here; a frame larger than ``max_bytes`` passes when nothing waits)."""
 
-    __slots__ = ("_queue", "_send", "_wake", "closing", "limit", "slow", "user_id", "writer")
+    __slots__ = (
+        "_bytes",
+        "_queue",
+        "_send",
+        "_wake",
+        "closing",
+        "limit",
+        "max_bytes",
+        "slow",
+        "user_id",
+        "writer",
+    )
 
-    def __init__(self, send: Send, user_id: str, limit: int) -> None:
+    def __init__(self, send: Send, user_id: str, limit: int, max_bytes: int) -> None:
         self._send = send
         self.user_id = user_id
         self.limit = limit
+        self.max_bytes = max_bytes
         self.slow = False
         self.closing: tuple[int, str] | None = None  # the close frame the endpoint sends
         self._queue: deque[Outgoing] = deque()
+        self._bytes = 0
         self._wake = asyncio.Event()
         self.writer: asyncio.Task[None] | None = None
 
     def send(self, frame: Outgoing) -> None:
         if self.slow:
             return
-        if len(self._queue) >= self.limit:
+        size = self._bytes + len(frame.data)
+        # One frame larger than the byte bound still goes to a client with nothing waiting.
+        if len(self._queue) >= self.limit or (size > self.max_bytes and self._queue):
             # Never grow without bound: this client stopped reading. Its writer is most likely
             # blocked on the socket, so stop it here; the endpoint then closes with 4008.
             self.slow = True
             self.close(CLOSE_SLOW_CONSUMER, "slow consumer")
             return
         self._queue.append(frame)
+        self._bytes = size
         self._wake.set()
 
     def close(self, code: int, reason: str) -> None:
@@ -78,6 +96,7 @@ class Connection:
             return
         self.closing = (code, reason)
         self._queue.clear()
+        self._bytes = 0
         if self.writer is not None:
             self.writer.cancel()
 
@@ -88,7 +107,9 @@ class Connection:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            await send({"type": "websocket.send", "text": queue.popleft().text})
+            frame = queue.popleft()
+            self._bytes -= len(frame.data)
+            await send({"type": "websocket.send", "text": frame.text})
 
 
 # What a connection whose token expired may still do while it has time to refresh.
@@ -228,11 +249,11 @@ class WebSocketEndpoint:
         lease = None
         try:
             await send({"type": "websocket.accept"})
-            limit = self.settings.ws_send_queue_size
+            limit, max_bytes = self.settings.ws_send_queue_size, self.settings.ws_send_queue_bytes
             peer: DirectConnection | Connection | None
-            peer = self._direct.connect(scope, user_id, limit)
+            peer = self._direct.connect(scope, user_id, limit, max_bytes)
             if peer is None:
-                peer = Connection(send, user_id, limit)
+                peer = Connection(send, user_id, limit, max_bytes)
             if self.auth.enabled:
                 lease = Lease(peer, self.auth, self.node, self.settings.jwt_expiry_grace)
                 lease.start(identity.expires)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import struct
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -35,7 +37,8 @@ from realtime.wire.frames import Outgoing
 
 
 class RecordingTransport(asyncio.Transport):
-    """Records writes and state changes; ``closing`` is what ``is_closing`` answers."""
+    """Records writes and state changes; ``closing`` is what ``is_closing`` answers,
+    ``buffered`` what ``get_write_buffer_size`` does, ``sock`` its socket (none by default)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -43,6 +46,8 @@ class RecordingTransport(asyncio.Transport):
         self.closing = False
         self.aborted = False
         self.reading_resumed = False
+        self.buffered = 0
+        self.sock: socket.socket | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.writes.append(bytes(data))
@@ -50,8 +55,11 @@ class RecordingTransport(asyncio.Transport):
     def is_closing(self) -> bool:
         return self.closing
 
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return default
+        return self.sock if name == "socket" and self.sock is not None else default
 
     def pause_reading(self) -> None:
         pass
@@ -70,7 +78,9 @@ class RecordingTransport(asyncio.Transport):
 class Wire:
     """One open connection on our protocol class, its transport and its direct peer."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int = 8) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, limit: int = 8, max_bytes: int = 1 << 20
+    ) -> None:
         protocol = offline_protocol(DirectWebSocketProtocol, loop)
         assert isinstance(protocol, DirectWebSocketProtocol)
         self.protocol = protocol
@@ -79,7 +89,7 @@ class Wire:
         # As after a completed handshake: the sans-I/O connection can send a close frame.
         protocol.conn.state = State.OPEN
         protocol.handshake_complete = True
-        self.peer = DirectConnection(protocol, Flusher(loop), "u1", limit)
+        self.peer = DirectConnection(protocol, Flusher(loop), "u1", limit, max_bytes)
 
     def cancel_timers(self) -> None:
         if self.protocol.close_timer is not None:
@@ -131,18 +141,19 @@ async def test_a_paused_transport_holds_frames_until_it_resumes(wire: Wire) -> N
     assert wire.transport.writes == [b"".join(m.wire for m in out)]
 
 
-async def test_over_the_limit_the_client_is_failed_with_4008(wire: Wire) -> None:
+async def test_over_the_limit_the_client_is_failed_with_4008_and_reset_at_once(
+    wire: Wire,
+) -> None:
     wire.protocol.pause_writing()
-    wire.protocol.read_paused = True
     for message in messages(wire.peer.limit):
         wire.peer.send(message)
     assert not wire.peer.slow
-    wire.protocol.close_timeout = 0.05
     wire.peer.send(Outgoing(b'{"one":"more"}'))
     assert wire.peer.slow
     assert [close_frame(data) for data in wire.transport.writes] == [(4008, "slow consumer")]
     assert wire.protocol.close_sent
-    assert wire.transport.reading_resumed  # so the peer's close reply can still be read
+    # Not after a close timeout: the buffers a client that stopped reading holds go now.
+    assert wire.transport.aborted
     assert await asyncio.wait_for(wire.protocol.receive(), 2) == {
         "type": "websocket.disconnect",
         "code": 4008,
@@ -154,8 +165,95 @@ async def test_over_the_limit_the_client_is_failed_with_4008(wire: Wire) -> None
     wire.protocol.resume_writing()
     await next_iteration()
     assert len(wire.transport.writes) == 1
-    # A peer that never reads the close frame is dropped after the close timeout.
+
+
+async def test_other_closes_give_a_reading_client_the_close_timeout_to_get_the_code(
+    wire: Wire,
+) -> None:
+    wire.protocol.close_timeout = 0.05
+    wire.peer.close(4029, "rate limited")
+    assert [close_frame(data) for data in wire.transport.writes] == [(4029, "rate limited")]
+    assert not wire.transport.aborted  # not a slow consumer: its close frame can arrive
     await wait_until_async(lambda: wire.transport.aborted, timeout=2)
+
+
+async def test_frames_count_only_while_the_transport_is_paused(wire: Wire) -> None:
+    # A burst bigger than the frame bound, to a client that reads, goes out at the iteration's
+    # end in one write.
+    burst = messages(wire.peer.limit * 3)
+    for message in burst:
+        wire.peer.send(message)
+    assert not wire.peer.slow
+    await next_iteration()
+    assert wire.transport.writes == [b"".join(m.wire for m in burst)]
+
+
+async def test_past_the_byte_bound_the_client_is_failed_long_before_the_frame_bound() -> None:
+    wire = Wire(asyncio.get_running_loop(), limit=1000, max_bytes=10_000)
+    wire.protocol.pause_writing()
+    big = Outgoing(b'"' + b"x" * 3_000 + b'"')
+    for _ in range(3):
+        wire.peer.send(big)
+    assert not wire.peer.slow
+    wire.peer.send(big)  # 4 x 3,006 bytes > 10,000: the fourth frame passes the bound
+    assert wire.peer.slow
+    assert [close_frame(data) for data in wire.transport.writes] == [(4008, "slow consumer")]
+    assert wire.transport.aborted
+
+
+async def test_one_frame_larger_than_the_byte_bound_goes_to_a_client_with_nothing_waiting() -> None:
+    wire = Wire(asyncio.get_running_loop(), limit=1000, max_bytes=10_000)
+    huge = Outgoing(b'"' + b"x" * 20_000 + b'"')
+    wire.peer.send(huge)
+    assert not wire.peer.slow
+    wire.transport.buffered = 20_006  # the client reads none of it
+    await next_iteration()
+    assert wire.transport.writes == [huge.wire]
+    # Still unread when the next one comes: now the client is behind by more than the bound.
+    wire.protocol.pause_writing()
+    wire.peer.send(Outgoing(b"{}"))
+    assert wire.peer.slow
+
+
+async def test_the_transports_write_buffer_counts_toward_the_byte_bound() -> None:
+    wire = Wire(asyncio.get_running_loop(), limit=1000, max_bytes=10_000)
+    wire.peer.send(Outgoing(b'"' + b"x" * 6_000 + b'"'))
+    # The write goes to the transport; the client has read none of it, so it stays buffered.
+    wire.transport.buffered = 6_006
+    await next_iteration()
+    assert len(wire.transport.writes) == 1
+    wire.peer.send(Outgoing(b'"' + b"x" * 3_000 + b'"'))
+    assert not wire.peer.slow
+    wire.peer.send(Outgoing(b'"' + b"x" * 3_000 + b'"'))  # 6,006 + 2 x 3,006 > 10,000
+    assert wire.peer.slow
+
+
+async def test_a_drained_write_buffer_is_seen_when_the_transport_resumes() -> None:
+    wire = Wire(asyncio.get_running_loop(), limit=1000, max_bytes=10_000)
+    wire.peer.send(Outgoing(b'"' + b"x" * 6_000 + b'"'))
+    wire.transport.buffered = 6_006
+    await next_iteration()
+    wire.protocol.pause_writing()
+    wire.transport.buffered = 0  # the client read it all
+    wire.protocol.resume_writing()
+    for _ in range(3):
+        wire.peer.send(Outgoing(b'"' + b"x" * 3_000 + b'"'))
+    assert not wire.peer.slow
+
+
+async def test_a_ping_timeout_resets_the_connection_at_once(wire: Wire) -> None:
+    wire.transport.sock = sock = socket.socket()
+    try:
+        wire.protocol.keepalive_timeout()
+        assert [close_frame(data) for data in wire.transport.writes] == [
+            (1011, "keepalive ping timeout")
+        ]
+        # Reset with a zero linger, so the kernel drops its send queue too.
+        assert wire.transport.aborted
+        linger = sock.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, 8)
+        assert struct.unpack("ii", linger) == (1, 0)
+    finally:
+        sock.close()
 
 
 async def test_a_closing_transport_drops_pending_frames(wire: Wire) -> None:
@@ -185,9 +283,9 @@ async def test_direct_path_takes_a_connection_on_our_protocol_and_forgets_its_ha
     request = Request("/ws", Headers({"Host": "example", "Cookie": "secret"}))
     wire.protocol.request = request
     scope: dict[str, Any] = {"type": "websocket", "extensions": {EXTENSION: wire.protocol}}
-    peer = DirectPath().connect(scope, "alice", 4)
+    peer = DirectPath().connect(scope, "alice", 4, 100_000)
     assert isinstance(peer, DirectConnection)
-    assert (peer.user_id, peer.limit) == ("alice", 4)
+    assert (peer.user_id, peer.limit, peer.max_bytes) == ("alice", 4, 100_000)
     assert wire.protocol.peer is peer
     assert scope == {}
     assert not list(request.headers.raw_items())
@@ -196,7 +294,7 @@ async def test_direct_path_takes_a_connection_on_our_protocol_and_forgets_its_ha
 
 def test_direct_path_leaves_other_protocols_alone() -> None:
     scope: dict[str, Any] = {"type": "websocket", "extensions": {"websocket.http.response": {}}}
-    assert DirectPath().connect(scope, "alice", 4) is None
+    assert DirectPath().connect(scope, "alice", 4, 100_000) is None
     assert scope == {"type": "websocket", "extensions": {"websocket.http.response": {}}}
 
 
@@ -209,6 +307,12 @@ class WithoutCloseTimeout(WebSocketsSansIOProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         del self.close_timeout
+
+
+class WithoutKeepaliveTimeout(WebSocketsSansIOProtocol):
+    """A uvicorn whose ping timeout is handled elsewhere: our reset would never run."""
+
+    keepalive_timeout = None  # type: ignore[assignment]
 
 
 class WithoutPauseWriting(WebSocketsSansIOProtocol):
@@ -241,6 +345,7 @@ def test_the_installed_uvicorn_runs_the_direct_path(
     ("stand_in", "missing"),
     [
         (WithoutCloseTimeout, "close_timeout"),
+        (WithoutKeepaliveTimeout, "keepalive_timeout"),
         (WithoutPauseWriting, "pause_writing"),
         (UnknownConstructor, "__init__"),
     ],

@@ -24,6 +24,7 @@ from realtime.auth import Authenticator
 from realtime.config import Settings
 from realtime.engine.node import PUBLISH_FAILED, Node
 from realtime.errors import AuthError, FrameError
+from realtime.server import logs
 from realtime.server.direct import CLOSE_SLOW_CONSUMER, DirectConnection, DirectPath
 from realtime.server.expiry import Lease
 from realtime.server.limits import CLOSE_RATE_LIMITED, ConnectionLimits, Quotas
@@ -298,6 +299,7 @@ class WebSocketEndpoint:
         if "websocket.http.response" in (scope.get("extensions") or {}):
             response = JSONResponse({"error": str(exc)}, status_code=exc.status)
             await response(scope, receive, send)
+            logs.REFUSED.set(True)  # uvicorn's "without completing handshake" ERROR: ours
         else:  # the server cannot send an HTTP response to an upgrade: refuse it plainly
             await send({"type": "websocket.close", "code": 1008, "reason": str(exc)[:120]})
 

@@ -43,6 +43,10 @@ async def test_no_token_in_the_log(tmp_path: Path) -> None:
         for part in token.split("."):
             assert part not in log
     assert SECRET not in log
+    # A refused upgrade is an INFO line, not uvicorn's "without completing handshake" ERROR
+    # that any unauthenticated client could repeat to fill the error log.
+    assert "connection rejected (401" in log
+    assert "without completing handshake" not in log
 
 
 async def test_start_up_says_what_is_open(tmp_path: Path) -> None:

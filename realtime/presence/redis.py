@@ -36,7 +36,11 @@ from realtime.wire.messages import PRESENCE, Member, bus_presence_body, decode_m
 
 REFRESH_BATCH = 250  # connection entries per refresh script call
 PIPELINE_BATCH = 200  # script calls per pipeline round trip
-VERSION_TTL = 86_400  # an idle channel's version survives a day; after that it starts again
+# An emptied channel's version and epoch last this long after the last instance that serves it
+# (a member or a presence subscriber there) stopped reaping it: each reap tick renews them for
+# the channels an instance serves, so a watched channel keeps counting up, and one nobody uses
+# is gone within minutes (it starts again at 1 under a new epoch, as after a Redis restart).
+VERSION_TTL = 600
 
 # KEYS: hash, expiry, conns, count, version, epoch.
 # ARGV: topic, key ttl, version ttl, channel as JSON, "1" to PUBLISH here (else the events are
@@ -165,6 +169,10 @@ return {added, out}
 
 _REAP = """
 reap()
+-- This instance serves the channel: its version must outlive any idle spell (EXPIRE on a
+-- missing key does nothing, so an absent channel stays absent).
+redis.call('EXPIRE', KEYS[5], version_ttl)
+redis.call('EXPIRE', KEYS[6], version_ttl)
 return {state(), out}
 """
 

@@ -19,7 +19,7 @@ from redis.crc import key_slot
 from realtime.errors import PresenceFull
 from realtime.presence.base import Entry, PresenceStore
 from realtime.presence.memory import MemoryPresence
-from realtime.presence.redis import RedisPresence, channel_keys
+from realtime.presence.redis import VERSION_TTL, RedisPresence, channel_keys
 from realtime.redisconn import connect
 from realtime.testing.services import RedisServer
 from realtime.testing.waiting import wait_until_async
@@ -216,6 +216,33 @@ async def test_refresh_re_adds_what_the_store_lost(redis: RedisServer, channel: 
         snapshot = await store.sync(channel)
         assert snapshot.members == [Member("a", {"k": 1})]
         assert snapshot.version == 1 and snapshot.epoch
+    finally:
+        await store.close()
+        await raw.aclose()
+
+
+async def test_an_unserved_channels_version_expires_in_minutes_a_served_ones_lasts(
+    redis: RedisServer, channel: str
+) -> None:
+    store = RedisPresence(connect(redis.url), 60)
+    raw = aioredis.Redis.from_url(redis.url)
+    version, epoch = channel_keys(channel)[4:]
+    try:
+        await store.join(channel, "i.1", Member("a"))
+        await store.leave(channel, "i.1", "a")
+        # Emptied: the bookkeeping goes in minutes, not a day.
+        assert 0 < await raw.ttl(version) <= VERSION_TTL <= 15 * 60
+        assert 0 < await raw.ttl(epoch) <= VERSION_TTL
+        # An instance still serving the channel renews them on each reap tick.
+        await raw.expire(version, 5)
+        await raw.expire(epoch, 5)
+        await store.reap([channel])
+        assert await raw.ttl(version) > VERSION_TTL - 10
+        assert await raw.ttl(epoch) > VERSION_TTL - 10
+        # An absent channel stays absent: reaping it creates nothing.
+        other = channel + "-never"
+        await store.reap([other])
+        assert await raw.exists(*channel_keys(other)) == 0
     finally:
         await store.close()
         await raw.aclose()

@@ -112,31 +112,13 @@ class ConnectionLimits:
                     message.channel,
                 )
             case Subscribe(channel=channel, listen=listen):
-                if (
-                    q.max_subscriptions
-                    and channel not in subscribed
-                    and len(subscribed) >= q.max_subscriptions
-                ):
-                    raise FrameError(
-                        "too_many_subscriptions",
-                        f"this connection is subscribed to {q.max_subscriptions} channels, the"
-                        " most allowed; unsubscribe from one first",
-                        channel,
-                    )
+                _cap(subscribed, channel, q.max_subscriptions, "too_many_subscriptions",
+                     "subscribed to", "unsubscribe from")  # fmt: skip
                 if PRESENCE in listen:
                     self._admit_sync(channel)
             case PresenceJoin(channel=channel) | PresenceUpdate(channel=channel):
-                if (
-                    q.max_presence_joins
-                    and channel not in joined
-                    and len(joined) >= q.max_presence_joins
-                ):
-                    raise FrameError(
-                        "too_many_presence_joins",
-                        f"this connection is present in {q.max_presence_joins} channels, the"
-                        " most allowed; leave one first",
-                        channel,
-                    )
+                _cap(joined, channel, q.max_presence_joins, "too_many_presence_joins",
+                     "present in", "leave")  # fmt: skip
 
     def _admit_sync(self, channel: str) -> None:
         # A subscribe with presence answers with the channel's whole member list: a few bytes
@@ -145,12 +127,8 @@ class ConnectionLimits:
         interval = self._quotas.resync_interval
         if not interval:
             return
-        now = self._clock()
-        synced = self._synced
-        if synced is None:
-            synced = self._synced = {}
-        last = synced.get(channel)
-        if last is not None and now - last < interval:
+        last = (self._synced or {}).get(channel)
+        if last is not None and self._clock() - last < interval:
             raise FrameError(
                 "rate_limited",
                 f"presence_sync of this channel was sent less than {interval:g} s ago;"
@@ -174,3 +152,16 @@ class ConnectionLimits:
                 if now - at >= interval:
                     del synced[name]
         synced[message.channel] = now
+
+
+def _cap(
+    held: Mapping[str, object], channel: str, cap: int, code: str, verb: str, undo: str
+) -> None:
+    """Refuse a new channel once ``held`` has ``cap`` of them (0: no cap); a channel already
+    held is never refused, so re-subscribing or updating at the cap still works."""
+    if cap and channel not in held and len(held) >= cap:
+        raise FrameError(
+            code,
+            f"this connection is {verb} {cap} channels, the most allowed; {undo} one first",
+            channel,
+        )

@@ -22,8 +22,8 @@ from realtime.config import RedisDeployment
 #: How long one read may wait for a Redis that accepted the connection: a frozen Redis
 #: (SIGSTOP, a long DEBUG SLEEP) answers a command with an error after this, instead of
 #: hanging. Timeouts are not retried (the command may have run), so a publish or presence call
-#: to a frozen Redis fails, and the client gets its 503 or error frame, after at most
-#: COMMAND_TIMEOUT + RETRY_CAP * RETRIES (4.5 s).
+#: to a frozen Redis fails, and the client gets its 503 or error frame, after one
+#: COMMAND_TIMEOUT, plus one more for a publish batch already in flight ahead of it: <= 6 s.
 COMMAND_TIMEOUT = 3.0
 RETRIES = 3
 RETRY_BASE = 0.05

@@ -44,7 +44,7 @@ BACKOFF_CAP = 1.0
 
 def backoff(failures: int) -> float:
     """Seconds before rebuild ``failures + 1``: equal jitter over a capped doubling."""
-    ceiling = min(BACKOFF_CAP, BACKOFF_START * 2**failures) / 2
+    ceiling = min(BACKOFF_CAP, BACKOFF_START * 2.0**failures) / 2
     return ceiling + random.uniform(0, ceiling)
 
 

@@ -55,7 +55,7 @@ RETRY_CAP = 1.0
 
 def backoff(failures: int) -> float:
     """Seconds before retry ``failures + 1``: equal jitter over a capped doubling."""
-    ceiling = min(RETRY_CAP, RETRY_START * 2**failures) / 2
+    ceiling = min(RETRY_CAP, RETRY_START * 2.0**failures) / 2
     return ceiling + random.uniform(0, ceiling)
 
 

@@ -87,7 +87,7 @@ class Drain:
         )
         loop = asyncio.get_running_loop()
         start = loop.time()
-        steps = max(1, min(count, int(self.seconds / TICK_SECONDS)))
+        steps = min(count, max(1, int(self.seconds / TICK_SECONDS)))
         for step in range(steps):
             # Batch `step` closes at the end of its slot: nothing in the first instant.
             due = start + self.seconds * (step + 1) / steps

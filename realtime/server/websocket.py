@@ -228,7 +228,7 @@ class WebSocketEndpoint:
     def __init__(self, node: Node, settings: Settings, drain: Drain | None = None) -> None:
         self.node = node
         self.settings = settings
-        self.drain = drain or Drain(settings.shutdown_drain_seconds)
+        self.drain = drain if drain is not None else Drain(settings.shutdown_drain_seconds)
         self.auth = Authenticator(settings)
         self._direct = DirectPath()
         self._origins = frozenset(settings.ws_allowed_origins)

@@ -112,16 +112,17 @@ async def test_access_log_is_off_by_default(logged: pytest.LogCaptureFixture) ->
 async def test_max_connection_age_closes_with_1012_jittered() -> None:
     age = 1.0
     async with run_gateway(make_settings(WS_MAX_CONNECTION_AGE_SECONDS=str(age))) as gateway:
-        opened = time.monotonic()
-        sockets = [await connect(f"{gateway.ws_url}?user_id=u{i}") for i in range(12)]
 
-        async def closed_at(ws: object) -> tuple[float, int | None]:
-            await ws.wait_closed()  # type: ignore[attr-defined]
-            return time.monotonic() - opened, ws.close_code  # type: ignore[attr-defined]
+        async def lifetime(user: str) -> tuple[float, int | None]:
+            async with connect(f"{gateway.ws_url}?user_id={user}") as ws:
+                opened = time.monotonic()  # just after the server started the clock
+                await ws.wait_closed()
+                return time.monotonic() - opened, ws.close_code
 
-        closes = await asyncio.wait_for(asyncio.gather(*map(closed_at, sockets)), 5)
+        closes = await asyncio.wait_for(asyncio.gather(*(lifetime(f"u{i}") for i in range(12))), 5)
     assert {code for _, code in closes} == {1012}
-    times = sorted(t for t, _ in closes)
-    assert age * 0.85 < times[0] and times[-1] < age * 1.1 + 0.5, times
-    # +-10%: twelve connections opened together do not all close in the same instant.
-    assert times[-1] - times[0] > 0.02, times
+    ages = sorted(t for t, _ in closes)
+    assert age * 0.85 < ages[0] and ages[-1] < age * 1.1 + 0.3, ages
+    # +-10%: connections of the same age do not all close after exactly the same time (the
+    # expected spread of twelve is about 0.17 s; without jitter it is a few milliseconds).
+    assert ages[-1] - ages[0] > 0.05, ages

@@ -91,7 +91,6 @@ async def test_sigterm_drains_then_exits(tmp_path: Path) -> None:
                 return response.status_code == 503 and response.json()["status"] == "draining"
 
             await wait_until_async(draining, 2, interval=0.01, message="/readyz draining")
-            red = time.monotonic()
             healthz = await http.get(gateway.url + "/healthz")
         with pytest.raises(InvalidStatus) as refused:
             await connect(f"{gateway.ws_url}?user_id=late")
@@ -107,16 +106,21 @@ async def test_sigterm_drains_then_exits(tmp_path: Path) -> None:
     assert exited - signalled < drain + EXIT_MARGIN, log
     times = sorted(t for t, _ in closes.seen)
     assert {code for _, code in closes.seen} == {1012}
-    # Red first: no client was closed before /readyz said so.
-    assert times[0] > red - 0.05, (times[0] - signalled, red - signalled)
+    # Red first: the gateway turned red before its first close, and no /readyz asked after a
+    # client saw its close was answered 200.
+    stamps = [line[:23] for line in log.splitlines() if "draining: /readyz" in line]
+    closed = [line[:23] for line in log.splitlines() if "ws closed" in line]
+    assert stamps and stamps[0] <= min(closed)
+    late = [a for t, p, a in hammer.answers if p == "/readyz" and t > times[0]]
+    assert late and 200 not in late, late
     # Spread: not all at once; the last close comes about `drain` seconds in.
     assert times[-1] - times[0] > drain * 0.6, [round(t - signalled, 2) for t in times]
     assert sum(1 for t in times if t - signalled < drain / 2) <= 12
     # Every request sent while the gateway listened got an answer: the only failure allowed
-    # is a refused connect once the port closed, after the WebSockets were all closed.
+    # is a refused connect once the port closed, which is not before the drain's end.
     failures = [(t - signalled, p, a) for t, p, a in hammer.answers if not isinstance(a, int)]
     assert all(a == "ConnectError" for _, _, a in failures), failures
-    assert all(t > times[-1] - signalled for t, _, _ in failures), (failures, times[-1])
+    assert all(t > drain - 0.1 for t, _, _ in failures), failures
     during = [a for t, p, a in hammer.answers if signalled < t < times[-1] and p == "/api/event"]
     assert len(during) > 10 and set(during) == {200}, during
     assert "draining: /readyz answers 503" in log
@@ -199,3 +203,30 @@ async def test_drain_publishes_presence_leaves(
         assert left == set(users)
         assert time.monotonic() - signalled < 1 + EXIT_MARGIN
         await asyncio.to_thread(leaving.process.wait, EXIT_MARGIN)
+
+
+async def test_request_on_a_connection_open_when_the_port_closes_is_answered(
+    tmp_path: Path,
+) -> None:
+    """A connection accepted before the port closed, whose request comes just after, gets its
+    answer (uvicorn alone closes it with none: the reset the issue saw in the last 0.1 s)."""
+    async with spawn_gateway(EMBEDDED, str(tmp_path / "gw.log")) as gateway:
+        host, port = gateway.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        gateway.process.send_signal(signal.SIGTERM)
+
+        async def port_closed() -> bool:
+            try:
+                _, probe = await asyncio.open_connection(host, int(port))
+            except ConnectionRefusedError:
+                return True
+            probe.close()
+            return False
+
+        await wait_until_async(port_closed, 5, interval=0.01, message="port closed")
+        writer.write(f"GET /healthz HTTP/1.1\r\nhost: {host}\r\n\r\n".encode())
+        answer = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        await asyncio.to_thread(gateway.process.wait, EXIT_MARGIN)
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    assert b"connection: close" in answer.lower()

@@ -17,8 +17,9 @@ or reset connection. Instead, on the first signal:
    answers the requests in flight (at most ``SHUTDOWN_GRACE_SECONDS`` in ``cli.py``) and runs
    the lifespan's shutdown.
 
-A second SIGTERM or SIGINT during the drain goes to uvicorn's handler at once: the remaining
-connections are closed together (1012), as before this module existed.
+A second SIGTERM or SIGINT during the drain (from :data:`DUPLICATE_SECONDS` after the first)
+goes to uvicorn's handler at once: the remaining connections are closed together (1012), as
+before this module existed.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import asyncio
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any, Protocol
@@ -43,6 +45,10 @@ TICK_SECONDS = 0.05
 # (the client's close frame, presence leaves) before handing over to uvicorn anyway.
 CLOSE_WAIT_SECONDS = 3.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# A second signal this soon after the first is the same stop told twice, not an operator
+# insisting: systemd signals every process of the unit and uvicorn's --workers supervisor
+# then signals its workers again; a terminal's Ctrl+C reaches the whole process group.
+DUPLICATE_SECONDS = 1.0
 
 
 class Closable(Protocol):
@@ -139,6 +145,7 @@ class DrainOnSignal:
         self._task: asyncio.Task[None] | None = None
         self._begun = False
         self._forwarded = False
+        self._first = 0.0
 
     def install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -159,7 +166,10 @@ class DrainOnSignal:
         loop = self._loop
         if not self._begun and loop is not None and not loop.is_closed():
             self._begun = True
+            self._first = time.monotonic()
             loop.call_soon_threadsafe(self._start, signum)
+            return
+        if self._begun and time.monotonic() - self._first < DUPLICATE_SECONDS:
             return
         if self._begun and not self._forwarded:
             log.warning("second stop signal: closing every connection now")

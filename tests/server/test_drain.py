@@ -16,6 +16,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
+from realtime.server.drain import DUPLICATE_SECONDS
 from realtime.testing.gateway import GatewayProcess, spawn_gateway, ws_client
 from realtime.testing.services import RedisServer
 from realtime.testing.waiting import wait_until_async
@@ -142,6 +143,7 @@ async def test_second_signal_exits_at_once(tmp_path: Path, second: signal.Signal
         sockets = await clients(gateway, 5)
         closes = Closes()
         watchers = [asyncio.create_task(closes.watch(ws)) for ws in sockets]
+        first = time.monotonic()
         gateway.process.send_signal(signal.SIGTERM)
         async with httpx.AsyncClient() as http:
 
@@ -149,6 +151,10 @@ async def test_second_signal_exits_at_once(tmp_path: Path, second: signal.Signal
                 return (await http.get(gateway.url + "/readyz")).status_code == 503
 
             await wait_until_async(red, 2, interval=0.01, message="/readyz draining")
+        # Within DUPLICATE_SECONDS of the first a signal is the same stop told twice.
+        await wait_until_async(
+            lambda: time.monotonic() - first > DUPLICATE_SECONDS, 3, message="past duplicates"
+        )
         signalled = time.monotonic()
         gateway.process.send_signal(second)
         await asyncio.to_thread(gateway.process.wait, EXIT_MARGIN)
@@ -230,3 +236,20 @@ async def test_request_on_a_connection_open_when_the_port_closes_is_answered(
         await asyncio.to_thread(gateway.process.wait, EXIT_MARGIN)
     assert answer.startswith(b"HTTP/1.1 200"), answer
     assert b"connection: close" in answer.lower()
+
+
+async def test_a_signal_repeated_at_once_still_drains(tmp_path: Path) -> None:
+    """systemd signals every process of the unit, then uvicorn's --workers supervisor signals
+    its workers again: a repeat within DUPLICATE_SECONDS does not cut the drain short."""
+    drain = 1.5
+    env = {**EMBEDDED, "SHUTDOWN_DRAIN_SECONDS": str(drain)}
+    async with spawn_gateway(env, str(tmp_path / "gw.log")) as gateway:
+        sockets = await clients(gateway, 10)
+        closes = Closes()
+        watchers = [asyncio.create_task(closes.watch(ws)) for ws in sockets]
+        gateway.process.send_signal(signal.SIGTERM)
+        gateway.process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(asyncio.gather(*watchers), drain + EXIT_MARGIN)
+        await asyncio.to_thread(gateway.process.wait, EXIT_MARGIN)
+    times = sorted(t for t, _ in closes.seen)
+    assert times[-1] - times[0] > drain * 0.6, times

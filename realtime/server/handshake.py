@@ -6,6 +6,9 @@ headers to websockets, whose parser stops answering (the socket stays open) on a
 8 KiB. Here both are answered before either parser sees them. This module and direct.py are
 the only ones touching uvicorn's internals; :func:`guarded_protocol` checks at start-up that
 the hooks it overrides are there.
+
+At shutdown (after the drain, ``drain.py``) a connection between requests is not cut at once:
+a request already on its way is answered first (:meth:`GuardedHttpToolsProtocol.shutdown`).
 """
 
 from __future__ import annotations

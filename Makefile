@@ -17,11 +17,12 @@ $(STAMP): pyproject.toml plugins/realtime-mq-rabbitmq/pyproject.toml plugins/rea
 	touch $(STAMP)
 
 # Embedded mode: in-process broker and presence, nothing but Python needed.
-# `make run BROADCAST_MQ_TYPE=redis PRESENCE_STORE=redis` runs on Redis instead.
+# `make run BROADCAST_MQ_TYPE=redis PRESENCE_STORE=redis` runs on Redis instead. The installed
+# command, not `python -m realtime`: -m puts the current directory on the import path.
 BROADCAST_MQ_TYPE ?= memory
 PRESENCE_STORE ?= memory
 run: install
-	BROADCAST_MQ_TYPE=$(BROADCAST_MQ_TYPE) PRESENCE_STORE=$(PRESENCE_STORE) $(PY) -m realtime serve
+	BROADCAST_MQ_TYPE=$(BROADCAST_MQ_TYPE) PRESENCE_STORE=$(PRESENCE_STORE) $(VENV)/bin/realtime serve
 
 # The real servers the integration tests start natively: redis-server and rabbitmq-server
 # (Debian packages) and Kafka's broker jars. Idempotent, and quick once they are there.

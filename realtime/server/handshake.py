@@ -6,6 +6,9 @@ headers to websockets, whose parser stops answering (the socket stays open) on a
 8 KiB. Here both are answered before either parser sees them. This module and direct.py are
 the only ones touching uvicorn's internals; :func:`guarded_protocol` checks at start-up that
 the hooks it overrides are there.
+
+At shutdown (after the drain, ``drain.py``) a connection between requests is not cut at once:
+a request already on its way is answered first (:meth:`GuardedHttpToolsProtocol.shutdown`).
 """
 
 from __future__ import annotations
@@ -24,8 +27,11 @@ log = logging.getLogger("realtime.server.handshake")
 # One header line longer than this makes websockets' handshake parser wait forever.
 MAX_HEADER_LINE = 8190
 MAX_HEADERS = 100
+# At shutdown, how long a connection between requests may still send one (answered, then
+# closed): what a request already on its way needs to arrive.
+LAST_REQUEST_SECONDS = 0.5
 _HOOKS = ("connection_made", "connection_lost", "on_message_begin", "on_url", "on_header",
-          "on_headers_complete", "send_400_response", "transport")  # fmt: skip
+          "on_headers_complete", "send_400_response", "shutdown", "transport")  # fmt: skip
 _REASONS = {408: b"Request Timeout", 414: b"URI Too Long", 431: b"Request Header Fields Too Large"}
 
 
@@ -51,6 +57,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._header_count = 0
         self._rejection = 400
+        self._last_call: asyncio.TimerHandle | None = None
+        self._stopping = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -58,6 +66,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._hang_up()
         super().connection_lost(exc)
 
     def _arm(self) -> None:
@@ -103,7 +112,33 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        self._hang_up()
         super().on_headers_complete()
+        if self._stopping and self.cycle is not None:
+            self.cycle.keep_alive = False  # answered, then closed
+
+    def shutdown(self) -> None:
+        """uvicorn closes a connection that is between requests at once, after it stopped
+        listening: a request already on its way (a client that has just connected, or reused a
+        kept-alive connection) gets a closed connection and no answer. Such a connection gets
+        :data:`LAST_REQUEST_SECONDS` to send one, which is answered and the connection closed;
+        uvicorn's shutdown waits for it (bounded by its graceful timeout)."""
+        if self.cycle is None or self.cycle.response_complete:
+            self._stopping = True
+            if self._last_call is None and not self.transport.is_closing():
+                self._last_call = self.loop.call_later(LAST_REQUEST_SECONDS, self._close_idle)
+            return
+        super().shutdown()
+
+    def _close_idle(self) -> None:
+        self._last_call = None
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.close()
+
+    def _hang_up(self) -> None:
+        if self._last_call is not None:
+            self._last_call.cancel()
+            self._last_call = None
 
     def send_400_response(self, msg: str) -> None:
         if self._rejection == 400:

@@ -64,6 +64,8 @@ def build_node(settings: Settings) -> Node:
         start_timeout=settings.start_timeout,
         max_message_bytes=settings.broker_max_message_bytes,
         permissions=permissions(settings),
+        probe_interval=settings.probe_interval,
+        probe_timeout=settings.probe_timeout,
     )
 
 

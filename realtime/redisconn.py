@@ -12,19 +12,52 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import EqualJitterBackoff
+from redis.exceptions import ConnectionError
 
 from realtime.config import RedisDeployment
 
-# Keepalive, and a bounded connect time so a dead host fails fast instead of hanging.
-DEFAULTS: dict[str, Any] = {"socket_keepalive": True, "socket_connect_timeout": 5}
+#: How long one read may wait for a Redis that accepted the connection: a frozen Redis
+#: (SIGSTOP, a long DEBUG SLEEP) answers a command with an error after this, instead of
+#: hanging. Timeouts are not retried (the command may have run), so a publish or presence call
+#: to a frozen Redis fails, and the client gets its 503 or error frame, after at most
+#: COMMAND_TIMEOUT + RETRY_CAP * RETRIES (4.5 s).
+COMMAND_TIMEOUT = 3.0
+RETRIES = 3
+RETRY_BASE = 0.05
+RETRY_CAP = 0.5
+
+
+def retry() -> Retry:
+    """redis-py's retry: a connection error (a stale pooled connection after a Redis restart,
+    a reset) reconnects and sends again after 25 to 50 ms, then up to 0.5 s, three times, before
+    the caller sees an error. Only connection errors: the command cannot have run on a socket
+    that was already dead."""
+    return Retry(EqualJitterBackoff(cap=RETRY_CAP, base=RETRY_BASE), RETRIES, (ConnectionError,))
+
+
+# Keepalive, a bounded connect time so a dead host fails fast instead of hanging, a bounded
+# read, redis-py's retry, and a PING before reusing a connection idle for 15 s.
+DEFAULTS: dict[str, Any] = {
+    "socket_keepalive": True,
+    "socket_connect_timeout": 5,
+    "socket_timeout": COMMAND_TIMEOUT,
+    "health_check_interval": 15,
+}
+
+
+def _options(options: dict[str, Any]) -> dict[str, Any]:
+    return {**DEFAULTS, "retry": retry(), **options}
+
 
 AnyRedis = aioredis.Redis | RedisCluster
 
 
 def connect(url: str, **options: Any) -> aioredis.Redis:
     """A client for the standalone server at ``url`` with the gateway's defaults."""
-    return aioredis.Redis.from_url(url, **DEFAULTS, **options)
+    return aioredis.Redis.from_url(url, **_options(options))
 
 
 def client(deployment: RedisDeployment, **options: Any) -> AnyRedis:
@@ -46,15 +79,13 @@ def sentinel_master(deployment: RedisDeployment, **options: Any) -> aioredis.Red
         master_options["username"] = unquote(parts.username)
     if parts.password:
         master_options["password"] = unquote(parts.password)
-    sentinel_options: dict[str, Any] = {**DEFAULTS, "socket_timeout": 5}
+    sentinel_options: dict[str, Any] = {**DEFAULTS, "socket_timeout": 5, "retry": retry()}
     if deployment.sentinel_password:
         sentinel_options["password"] = deployment.sentinel_password
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
         list(deployment.sentinels),
         sentinel_kwargs=sentinel_options,
-        **DEFAULTS,
-        **master_options,
-        **options,
+        **_options({**master_options, **options}),
     )
     master = sentinel.master_for(deployment.sentinel_master, redis_class=_SentinelMaster)
     assert isinstance(master, _SentinelMaster)
@@ -79,7 +110,7 @@ def cluster(deployment: RedisDeployment, **options: Any) -> RedisCluster:
     parts = urlsplit(deployment.url)
     # Settings allow only database 0 here; redis-py's cluster client takes no database at all.
     url = urlunsplit((parts.scheme, parts.netloc, "", parts.query, ""))
-    return RedisCluster.from_url(url, **DEFAULTS, **options)
+    return RedisCluster.from_url(url, **_options(options))
 
 
 def node(deployment: RedisDeployment, host: str, port: int, **options: Any) -> aioredis.Redis:

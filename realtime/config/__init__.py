@@ -88,6 +88,8 @@ class Settings:
     broker_max_message_bytes: int
     http_max_body_bytes: int
     start_timeout: float
+    probe_interval: float
+    probe_timeout: float
     ws_max_frames_per_second: float
     ws_frame_burst: int
     ws_max_subscriptions: int
@@ -189,6 +191,22 @@ def load_settings(
             "a number of seconds from 0.001 to 86400",
             0.001,
             86400,
+        ),
+        probe_interval=parse(
+            env,
+            "BROKER_PROBE_INTERVAL_SECONDS",
+            float,
+            "a number of seconds from 0 to 3600",
+            0,
+            3600,
+        ),
+        probe_timeout=parse(
+            env,
+            "BROKER_PROBE_TIMEOUT_SECONDS",
+            float,
+            "a number of seconds from 0.01 to 3600",
+            0.01,
+            3600,
         ),
         ws_max_frames_per_second=parse(
             env, "WS_MAX_FRAMES_PER_SECOND", float, "a number of frames >= 0"

@@ -95,6 +95,19 @@ OPTIONS: tuple[Option, ...] = (
         "30",
         "bound on each broker's and the presence store's start; past it the gateway exits",
     ),
+    # 1 s and 2 s: a frozen, partitioned or deaf subscriber turns /readyz red within 3 s
+    # (interval + timeout), at one tiny message a second per broker; a localhost or LAN round
+    # trip is milliseconds, so 2 s leaves room for a loaded machine without false alarms.
+    Option(
+        "BROKER_PROBE_INTERVAL_SECONDS",
+        "1",
+        "seconds between liveness probes through each broker and presence store pings; 0: off",
+    ),
+    Option(
+        "BROKER_PROBE_TIMEOUT_SECONDS",
+        "2",
+        "seconds a probe (publish and its return) or a store ping may take before /readyz is red",
+    ),
     Option("WS_SEND_QUEUE_SIZE", "1024", "frames queued per connection before it closes 4008"),
     # 16 MiB: more than the presence_sync of a full 100,000-member channel (about 13 MB with
     # ~90-byte metas) and 16 times what the frame bound lets through at 1 KB a frame, so a

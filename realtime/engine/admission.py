@@ -8,6 +8,8 @@ from realtime.engine.hub import Peer
 from realtime.engine.permissions import Permissions
 from realtime.errors import FrameError
 from realtime.wire.messages import (
+    RESERVED_MESSAGE,
+    RESERVED_PREFIX,
     AnyClientMessage,
     Broadcast,
     Meta,
@@ -30,7 +32,11 @@ class Admission:
         self._max_meta = max_meta_bytes
 
     async def permit(self, peer: Peer, grants: Grants | None, message: AnyClientMessage) -> None:
-        """Refuse an action the connection's token, the hook or the policy does not allow."""
+        """Refuse an action the connection's token, the hook or the policy does not allow,
+        and any on the gateway's reserved channels (its liveness probes travel there)."""
+        channel = getattr(message, "channel", None)
+        if channel is not None and channel.startswith(RESERVED_PREFIX):
+            raise FrameError("invalid_message", RESERVED_MESSAGE, channel)
         if not self.permissions.enforcing:
             return
         action: Action

@@ -19,6 +19,7 @@ from realtime.brokers.base import Broker, PipelinedBroker
 from realtime.engine.admission import Admission
 from realtime.engine.hub import Hub, Peer
 from realtime.engine.lifecycle import Backends
+from realtime.engine.liveness import Liveness
 from realtime.engine.peers import Peers, PeerState
 from realtime.engine.permissions import Permissions
 from realtime.engine.presence import PresenceViews
@@ -29,6 +30,7 @@ from realtime.wire.messages import (
     BROADCAST,
     PRESENCE,
     PRESENCE_TYPES,
+    RESERVED_PREFIX,
     AnyClientMessage,
     Broadcast,
     BusMessage,
@@ -125,6 +127,8 @@ class Node:
         start_timeout: float,
         max_message_bytes: int,
         permissions: Permissions | None = None,
+        probe_interval: float = 0.0,
+        probe_timeout: float = 2.0,
     ) -> None:
         self.start_timeout = start_timeout
         self.brokers: dict[Kind, Broker] = {BROADCAST: broker, PRESENCE: presence_bus}
@@ -132,6 +136,7 @@ class Node:
         self.hub = Hub(self.brokers)
         self.store = store
         self._backends = Backends(self.brokers, store)
+        self.liveness = Liveness(self.brokers, store, probe_interval, probe_timeout)
         self.permissions = permissions or Permissions()
         self._admission = Admission(self.permissions, max_message_bytes, max_meta_bytes)
         self._peers = Peers()
@@ -151,8 +156,10 @@ class Node:
         ever."""
         await self._backends.start(self.deliver, self._publish_presence, self.start_timeout)
         self._upkeep.start()
+        self.liveness.start()
 
     async def close(self) -> None:
+        await self.liveness.close()
         await self._upkeep.close()
         await self._views.close()
         await self._backends.close()
@@ -248,6 +255,9 @@ class Node:
 
     async def deliver(self, kind: Kind, channel: str, data: bytes) -> None:
         """A message from the bus: encode its client frame once, queue it to every local peer."""
+        if channel.startswith(RESERVED_PREFIX):
+            self.liveness.deliver(kind, channel, data)  # never a client's: clients may not use it
+            return
         peers = self.hub.local(kind, channel)
         if not peers:
             return

@@ -360,5 +360,12 @@ class RedisPresence:
             results.append(result)
         return results
 
+    async def ping(self) -> None:
+        """One PING (on a Cluster, to its default node); the liveness loop bounds its time."""
+        try:
+            await self._client.ping()
+        except RedisError as exc:
+            raise PresenceError(f"redis presence ping failed: {exc}") from exc
+
     async def close(self) -> None:
         await self._client.aclose()

@@ -78,10 +78,16 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
         return JSONResponse({"status": "ok", "connections": node.connections})
 
     async def readyz(request: Request) -> Response:
+        # Red while a broker says it is down, its probe failed or is overdue, or the presence
+        # store does not answer (realtime/engine/liveness.py has the bounds).
         status = {name: broker.ready for name, broker in node.brokers.items()}
-        ready = all(status.values())
+        ready = all(status.values()) and node.liveness.healthy
         return JSONResponse(
-            {"status": "ready" if ready else "not ready", "subscribers": status},
+            {
+                "status": "ready" if ready else "not ready",
+                "subscribers": status,
+                **node.liveness.report(),
+            },
             status_code=200 if ready else 503,
         )
 

@@ -22,6 +22,10 @@ PRESENCE: Kind = "presence"
 KINDS: tuple[Kind, ...] = (BROADCAST, PRESENCE)
 
 MAX_CHANNEL_LENGTH = 200
+#: Channels starting with this are the gateway's own (liveness probes): clients may not use
+#: them, so a probe never reaches a client and a client cannot fake one.
+RESERVED_PREFIX = "__realtime__"
+RESERVED_MESSAGE = f"channel names starting with {RESERVED_PREFIX!r} are reserved for the gateway"
 MAX_TOKEN_LENGTH = 16384
 Channel = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_CHANNEL_LENGTH)]
 Meta = dict[str, Any]
@@ -196,6 +200,8 @@ def decode_event(
         raise FrameError("invalid_json", "body is not valid JSON") from None
     if not event.channel or len(event.channel) > MAX_CHANNEL_LENGTH:
         raise FrameError("invalid_event", f"channel must be 1 to {MAX_CHANNEL_LENGTH} characters")
+    if event.channel.startswith(RESERVED_PREFIX):
+        raise FrameError("invalid_event", RESERVED_MESSAGE)
     if max_event_name and len(event.event) > max_event_name:
         raise FrameError("invalid_event", f"event must be at most {max_event_name} characters")
     return event

@@ -19,14 +19,7 @@ from typing import TYPE_CHECKING, Any
 import redis.asyncio as aioredis
 
 from realtime import redisconn
-from realtime.brokers.redis.common import (
-    BACKOFF_CAP,
-    BACKOFF_START,
-    Confirmations,
-    Publisher,
-    hand_over,
-    topic,
-)
+from realtime.brokers.redis.common import Confirmations, Publisher, backoff, hand_over, topic
 from realtime.config import RedisDeployment
 from realtime.wire.messages import Kind
 
@@ -102,7 +95,7 @@ class RedisBroker:
         await self._confirm.request(name, send, action, wait=action == "subscribe")
 
     async def _run(self, deliver: Deliver) -> None:
-        backoff = BACKOFF_START
+        failures = 0
         while True:
             pubsub = self._client.pubsub()
             try:
@@ -110,11 +103,11 @@ class RedisBroker:
                 await pubsub.subscribe(f"__realtime__.{id(self)}", *self._topics)
                 self._pubsub = pubsub
                 self._ready.set()
-                if backoff > BACKOFF_START:
+                if failures:
                     log.info(
                         "redis subscriber reconnected", extra={"redis": self.deployment.display}
                     )
-                backoff = BACKOFF_START
+                failures = 0
                 while True:
                     message = await pubsub.get_message(timeout=5.0)
                     if message is None:
@@ -128,14 +121,15 @@ class RedisBroker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("redis subscriber down, retrying in %.1fs: %s", backoff, exc)
+                wait = backoff(failures)
+                failures += 1
+                log.warning("redis subscriber down, retrying in %.2fs: %s", wait, exc)
             finally:
                 self._ready.clear()
                 self._pubsub = None
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, BACKOFF_CAP)
+            await asyncio.sleep(wait)
 
     async def close(self) -> None:
         if self._closed:

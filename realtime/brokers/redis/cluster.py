@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException, RedisError
-from redis.retry import Retry
 
 from realtime import redisconn
-from realtime.brokers.redis.common import BACKOFF_CAP, BACKOFF_START, Publisher, topic
+from realtime.brokers.redis.common import Publisher, backoff, topic
 from realtime.brokers.redis.reader import NodeReader
 from realtime.config import RedisDeployment
 from realtime.wire.messages import Kind
@@ -178,7 +178,7 @@ class RedisClusterBroker:
         return self._readers[target]
 
     async def _run(self) -> None:
-        backoff = BACKOFF_START
+        failures = 0
         while True:
             try:
                 self._slots = await self._load_slots()
@@ -193,15 +193,14 @@ class RedisClusterBroker:
                         await reader.subscribe(name, wait=False)
                 # A MOVED while subscribing lands the reader in its reconnect loop, which
                 # asks for another refresh; anything placed meanwhile is carried over.
-                backoff = BACKOFF_START
+                failures = 0
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning(
-                    "redis cluster slot map unavailable, retrying in %.1fs: %s", backoff, exc
-                )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, BACKOFF_CAP)
+                wait = backoff(failures)
+                failures += 1
+                log.warning("redis cluster slot map unavailable, retrying in %.2fs: %s", wait, exc)
+                await asyncio.sleep(wait)
                 continue
             await self._refresh.wait()
             await asyncio.sleep(REFRESH_INTERVAL)

@@ -14,17 +14,29 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from redis.backoff import EqualJitterBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
 from realtime.errors import BrokerError
-from realtime.wire.messages import KINDS, Kind
+from realtime.wire.messages import KINDS, RESERVED_PREFIX, Kind
 
 if TYPE_CHECKING:
     from realtime.brokers.base import Deliver
 
 log = logging.getLogger("realtime.broker.redis")
+# A subscriber's reconnect waits, jittered so instances do not reconnect in step: 50-100 ms
+# first, doubling to a cap of 0.5-1 s. Low, because every second the subscriber is down is a
+# second of broadcasts this instance never delivers (a 5 s cap once cost 75 messages).
 BACKOFF_START = 0.1
-BACKOFF_CAP = 5.0
+BACKOFF_CAP = 1.0
+_BACKOFF = EqualJitterBackoff(cap=BACKOFF_CAP, base=BACKOFF_START)
+
+
+def backoff(failures: int) -> float:
+    """Seconds to wait before reconnect attempt ``failures + 1`` (0: the first)."""
+    return _BACKOFF.compute(failures)
+
+
 CONFIRM_TIMEOUT = 5.0
 PUBLISH_BATCH = 512
 
@@ -33,10 +45,20 @@ Send = Callable[[list[tuple[str, bytes]]], Awaitable[object]]
 
 
 def topic(kind: Kind, channel: str) -> str:
+    if channel.startswith(RESERVED_PREFIX):
+        # The gateway's own channels (liveness probes) stay outside `broadcast.*` and
+        # `presence.*`, which seed gateways PSUBSCRIBE: they never see a probe.
+        return f"{channel}.{kind}"
     return f"{kind}.{channel}"
 
 
 def split_topic(name: str) -> tuple[Kind, str] | None:
+    if name.startswith(RESERVED_PREFIX):
+        channel, _, suffix = name.rpartition(".")
+        for known in KINDS:
+            if suffix == known and channel:
+                return known, channel
+        return None
     kind, _, channel = name.partition(".")
     for known in KINDS:
         if kind == known and channel:

@@ -13,13 +13,13 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from realtime import redisconn
-from realtime.brokers.redis.common import BACKOFF_CAP, BACKOFF_START, Confirmations, hand_over
+from realtime.brokers.redis.common import Confirmations, backoff, hand_over
 
 if TYPE_CHECKING:
     from realtime.brokers.base import Deliver
@@ -94,7 +94,7 @@ class NodeReader:
             await self._task
 
     async def _run(self) -> None:
-        backoff = BACKOFF_START
+        failures = 0
         # No retries inside redis-py: this loop reconnects, re-reads the slot map and resubscribes.
         retry = Retry(NoBackoff(), 0)
         while True:
@@ -111,9 +111,9 @@ class NodeReader:
                 self._pubsub = pubsub
                 self.up = True
                 self.broker.changed()
-                if backoff > BACKOFF_START:
+                if failures:
                     log.info("redis cluster subscriber reconnected", extra={"node": self.name})
-                backoff = BACKOFF_START
+                failures = 0
                 while True:
                     message = await pubsub.get_message(timeout=5.0)
                     if message is not None:
@@ -121,10 +121,12 @@ class NodeReader:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                wait = backoff(failures)
+                failures += 1
                 log.warning(
-                    "redis cluster subscriber to %s down, retrying in %.1fs: %s",
+                    "redis cluster subscriber to %s down, retrying in %.2fs: %s",
                     self.name,
-                    backoff,
+                    wait,
                     exc,
                 )
                 self.broker.need_refresh()
@@ -136,8 +138,7 @@ class NodeReader:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
                 with contextlib.suppress(Exception):
                     await client.aclose()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, BACKOFF_CAP)
+            await asyncio.sleep(wait)
 
     @property
     def name(self) -> str:

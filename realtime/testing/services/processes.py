@@ -100,6 +100,11 @@ class Process:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._popen.pid, sig)
 
+    def send_signal(self, sig: signal.Signals) -> None:
+        """Signal the server's whole process group: SIGSTOP/SIGCONT freeze and thaw it (fault
+        tests); nothing happens once it has exited."""
+        self._signal_group(sig)
+
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         if self._popen is None:
             return

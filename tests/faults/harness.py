@@ -57,6 +57,7 @@ class Figures:
     duplicates: int
     slowest_answer: float
     presence_after: float | None
+    exit_after: float | None = None  # SIGTERM to the process's exit, where that is the fault
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -90,23 +91,44 @@ class Publish:
 
 
 class Traffic:
-    """A backend posting to ``publish_url`` every 50 ms (each post its own task, so a hung
-    request does not slow the cadence), a subscriber on ``subscribe_ws`` recording every
-    delivery, and /readyz of ``watch`` polled every 50 ms."""
+    """A backend posting every 50 ms (each post its own task, so a hung request does not slow
+    the cadence), a subscriber on ``subscribe_ws`` recording every delivery, and /readyz of
+    ``watch`` polled every 50 ms.
 
-    def __init__(self, publish_url: str, subscribe_ws: str, watch: Iterable[str], channel: str):
-        self.publish_url = publish_url
+    ``publish_to`` lists gateway URLs the way a load balancer sees them: each post goes to the
+    first whose last /readyz answer was 200 (the last one if none was). ``recover`` names the
+    gateways that must be green again for the run to count as recovered (default: ``watch``).
+    """
+
+    def __init__(
+        self,
+        publish_to: str | list[str],
+        subscribe_ws: str,
+        watch: Iterable[str],
+        channel: str,
+        recover: Iterable[str] | None = None,
+    ):
+        self.publish_to = [publish_to] if isinstance(publish_to, str) else list(publish_to)
         self.subscribe_ws = subscribe_ws
         self.watch = list(watch)
+        self.recover = list(recover) if recover is not None else self.watch
         self.channel = channel
         self.publishes: list[Publish] = []
         self.deliveries: list[tuple[int, float]] = []
         self.readiness: list[tuple[float, str, int | None]] = []
+        self._last_status: dict[str, int | None] = {}
         self.marks: dict[str, float] = {}
+        self.exit_after: float | None = None
         self.notes: list[str] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._posts: set[asyncio.Task[None]] = set()
         self._publishing = True
+
+    def _route(self) -> str:
+        for url in self.publish_to:
+            if self._last_status.get(url, 200) == 200:
+                return url
+        return self.publish_to[-1]
 
     def mark(self, name: str) -> float:
         self.marks[name] = now = time.monotonic()
@@ -182,7 +204,7 @@ class Traffic:
         body = {"channel": self.channel, "event": "tick", "payload": {"seq": seq}}
         try:
             response = await http.post(
-                self.publish_url + "/api/event", json=body, timeout=PUBLISH_TIMEOUT
+                self._route() + "/api/event", json=body, timeout=PUBLISH_TIMEOUT
             )
             entry.status = response.status_code
         except httpx.HTTPError:
@@ -197,6 +219,7 @@ class Traffic:
             except httpx.HTTPError:
                 status = None
             self.readiness.append((started, url, status))
+            self._last_status[url] = status
             await asyncio.sleep(max(0.0, READY_INTERVAL - (time.monotonic() - started)))
 
     # --- waiting on the run, from a scenario ---
@@ -211,7 +234,7 @@ class Traffic:
         for when, url, status in self.readiness:
             if when >= t:
                 last[url] = status
-        return all(last.get(url) == 200 for url in self.watch)
+        return all(last.get(url) == 200 for url in self.recover)
 
     async def recovered(self, timeout: float) -> None:
         """Wait until /readyz is green and a message published after ``healed`` arrived."""
@@ -229,7 +252,7 @@ class Traffic:
         fault_at, healed = self.marks["fault"], self.marks["healed"]
         red = [t for t, _, s in self.readiness if t >= fault_at and s != 200]
         time_to_red = red[0] - fault_at if red else None
-        after = [(t, s) for t, _, s in self.readiness if t >= fault_at]
+        after = [(t, s) for t, u, s in self.readiness if t >= fault_at and u in self.recover]
         last_red = max((t for t, s in after if s != 200), default=None)
         time_to_green: float | None = 0.0
         if last_red is not None:
@@ -258,6 +281,7 @@ class Traffic:
             duplicates=sum(n - 1 for n in delivered.values()),
             slowest_answer=max(answers, default=0.0),
             presence_after=presence_after,
+            exit_after=self.exit_after,
             notes=list(dict.fromkeys(self.notes)),
         )
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from tests.faults.harness import HEADER, Figures, dump
-from tests.faults.scenarios import SCENARIOS
+from tests.faults.scenarios import GATEWAY_ENV, SCENARIOS
 
 
 async def main(names: list[str], durations: dict[str, float]) -> list[Figures]:
@@ -37,8 +37,15 @@ def cli() -> None:
     parser.add_argument("--frozen", type=float, default=12.0, help="seconds Redis is SIGSTOPped")
     parser.add_argument("--asleep", type=float, default=5.0, help="DEBUG SLEEP seconds")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--gateway-src",
+        type=Path,
+        help="run the gateways from this source tree (e.g. `git archive main` unpacked)",
+    )
     args = parser.parse_args()
     names = args.faults or list(SCENARIOS)
+    if args.gateway_src:
+        GATEWAY_ENV["PYTHONPATH"] = str(args.gateway_src.resolve())
     durations = {"down": args.down, "frozen": args.frozen, "asleep": args.asleep}
     results = asyncio.run(main(names, durations))
     machine = (
@@ -48,6 +55,8 @@ def cli() -> None:
     print(f"\n{machine}\n\n{HEADER}")
     for figures in results:
         print(figures.row())
+        if figures.exit_after is not None:
+            print(f"  ({figures.fault}): exited {figures.exit_after:.2f} s after SIGTERM")
         for note in figures.notes:
             print(f"  note ({figures.fault}): {note}")
     if args.json:

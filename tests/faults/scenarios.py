@@ -12,13 +12,15 @@ import asyncio
 import contextlib
 import os
 import signal
+import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import redis
 
-from realtime.testing.gateway import spawn_gateway
+from realtime.testing.gateway import GatewayProcess, spawn_gateway
 from realtime.testing.services import (
     LOCALHOST,
     RedisSentinelSetup,
@@ -31,6 +33,14 @@ from realtime.testing.waiting import wait_until, wait_until_async
 from tests.faults.harness import Figures, Traffic, member, run_fault
 
 Scenario = Callable[..., Awaitable[Figures]]
+
+# Added to every gateway process's environment: ``measure --gateway-src DIR`` puts another
+# checkout's code first on the gateways' path, to measure it with this same harness.
+GATEWAY_ENV: dict[str, str] = {}
+
+
+def gateway(env: Mapping[str, str], log_path: Path) -> AbstractAsyncContextManager[GatewayProcess]:
+    return spawn_gateway({**env, **GATEWAY_ENV}, str(log_path))
 
 
 def new_channel() -> str:
@@ -57,16 +67,16 @@ async def _one_gateway_on_redis(
     """One gateway on ``server``, a member present throughout, the backend and subscriber on
     that gateway: the shape of the issue's Why section."""
     channel = new_channel()
-    async with spawn_gateway(redis_env(server.url), str(workdir / f"{name}.log")) as gateway:
-        async with member(gateway.ws_url, "alice", channel):
-            traffic = Traffic(gateway.url, gateway.ws_url, [gateway.url], channel)
+    async with gateway(redis_env(server.url), workdir / f"{name}.log") as one:
+        async with member(one.ws_url, "alice", channel):
+            traffic = Traffic(one.url, one.ws_url, [one.url], channel)
             return await run_fault(
                 name,
                 traffic,
                 inject,
                 heal,
                 recover_within=recover_within,
-                presence=(gateway.ws_url, {"alice"}),
+                presence=(one.ws_url, {"alice"}),
             )
 
 
@@ -125,7 +135,7 @@ async def redis_debug_sleep(workdir: Path, asleep: float = 5.0) -> Figures:
         def sleep_redis() -> None:
             client = redis.Redis(host=server.host, port=server.port, socket_timeout=asleep + 10)
             with client:
-                client.execute_command("DEBUG", "SLEEP", str(asleep))
+                client.execute_command("DEBUG", "SLEEP", str(asleep))  # type: ignore[no-untyped-call]
 
         async def inject() -> None:
             await asyncio.to_thread(sleep_redis)  # returns when Redis wakes up
@@ -198,15 +208,11 @@ async def sentinel_failover(workdir: Path) -> Figures:
                 lambda: asyncio.to_thread(promoted), 30, interval=0.1, message="failover"
             )
 
-        async with spawn_gateway(env, str(workdir / "sentinel.log")) as gateway:
-            async with member(gateway.ws_url, "alice", channel):
-                traffic = Traffic(gateway.url, gateway.ws_url, [gateway.url], channel)
+        async with gateway(env, workdir / "sentinel.log") as one:
+            async with member(one.ws_url, "alice", channel):
+                traffic = Traffic(one.url, one.ws_url, [one.url], channel)
                 return await run_fault(
-                    "Sentinel failover",
-                    traffic,
-                    inject,
-                    heal,
-                    presence=(gateway.ws_url, {"alice"}),
+                    "Sentinel failover", traffic, inject, heal, presence=(one.ws_url, {"alice"})
                 )
 
 
@@ -217,8 +223,8 @@ async def gateway_kill(workdir: Path, ttl: int = 3) -> Figures:
         env = redis_env(server.url, PRESENCE_TTL_SECONDS=str(ttl))
         channel = new_channel()
         async with (
-            spawn_gateway(env, str(workdir / "survivor.log")) as survivor,
-            spawn_gateway(env, str(workdir / "victim.log")) as victim,
+            gateway(env, workdir / "survivor.log") as survivor,
+            gateway(env, workdir / "victim.log") as victim,
             member(survivor.ws_url, "alice", channel),
             member(victim.ws_url, "bob", channel),
         ):
@@ -238,6 +244,47 @@ async def gateway_kill(workdir: Path, ttl: int = 3) -> Figures:
                 heal,
                 presence=(survivor.ws_url, {"alice"}),
                 presence_within=ttl + 15,
+            )
+
+
+async def gateway_sigterm(workdir: Path) -> Figures:
+    """One of two gateways gets SIGTERM (a rolling deploy) while the backend publishes through
+    a balancer that follows /readyz: no post may go unanswered, the subscriber on the other
+    instance keeps receiving, and the stopped instance's member leaves presence at once (its
+    leave published), not after PRESENCE_TTL_SECONDS (left at its default, 60 s)."""
+    with native_redis() as server:
+        env = redis_env(server.url)
+        channel = new_channel()
+        async with (
+            gateway(env, workdir / "staying.log") as staying,
+            gateway(env, workdir / "stopping.log") as stopping,
+            member(staying.ws_url, "alice", channel),
+            member(stopping.ws_url, "bob", channel),
+        ):
+            traffic = Traffic(
+                [stopping.url, staying.url],
+                staying.ws_url,
+                [stopping.url, staying.url],
+                channel,
+                recover=[staying.url],
+            )
+
+            async def inject() -> None:
+                stopping.process.send_signal(signal.SIGTERM)
+                started = time.monotonic()
+                await asyncio.to_thread(stopping.process.wait, 60)
+                traffic.exit_after = time.monotonic() - started
+
+            async def heal() -> None:
+                pass
+
+            return await run_fault(
+                "gateway SIGTERM",
+                traffic,
+                inject,
+                heal,
+                presence=(staying.ws_url, {"alice"}),
+                presence_within=30,
             )
 
 
@@ -289,12 +336,11 @@ async def _one_gateway_on_mq(
     async def heal() -> None:
         await asyncio.to_thread(start)
 
-    log = str(workdir / f"{name.split()[0].lower()}.log")
-    async with spawn_gateway(env, log) as gateway:
-        async with member(gateway.ws_url, "alice", channel):
-            traffic = Traffic(gateway.url, gateway.ws_url, [gateway.url], channel)
+    async with gateway(env, workdir / f"{name.split()[0].lower()}.log") as one:
+        async with member(one.ws_url, "alice", channel):
+            traffic = Traffic(one.url, one.ws_url, [one.url], channel)
             return await run_fault(
-                name, traffic, inject, heal, recover_within=60, presence=(gateway.ws_url, {"alice"})
+                name, traffic, inject, heal, recover_within=60, presence=(one.ws_url, {"alice"})
             )
 
 
@@ -306,6 +352,7 @@ SCENARIOS: dict[str, Scenario] = {
     "flushall": redis_flushall,
     "sentinel-failover": sentinel_failover,
     "gateway-kill": gateway_kill,
+    "gateway-sigterm": gateway_sigterm,
     "kafka-restart": kafka_restart,
     "rabbitmq-restart": rabbitmq_restart,
 }

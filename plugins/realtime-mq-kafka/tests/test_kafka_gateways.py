@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -113,3 +115,29 @@ async def test_readyz_follows_kafka(pair, kafka: KafkaServer, channel: str) -> N
             lambda: event_is(g1, channel, "back", 200), timeout=RECOVERY, interval=0.5
         )
         await client.expect("broadcast", event="back", timeout=30)
+
+
+async def test_frozen_kafka_turns_readyz_red_within_the_probe_bound(
+    pair, kafka: KafkaServer
+) -> None:  # type: ignore[no-untyped-def]
+    """SIGSTOP: the connections stay open, nothing answers; only the liveness probe (default
+    interval 1 s + timeout 2 s) tells, and /readyz is green again once Kafka answers."""
+    g1, _ = pair
+    await wait_until_async(lambda: readyz_is(g1, 200), timeout=RECOVERY, interval=0.2)
+    if not kafka.processes:
+        pytest.skip("Kafka is not a process of ours")
+    process = kafka.processes[0]
+    frozen = time.monotonic()
+    process.send_signal(signal.SIGSTOP)
+    try:
+        await wait_until_async(
+            lambda: readyz_is(g1, 503), timeout=10, interval=0.1, message="red while frozen"
+        )
+        to_red = time.monotonic() - frozen
+    finally:
+        process.send_signal(signal.SIGCONT)
+    await wait_until_async(
+        lambda: readyz_is(g1, 200), timeout=RECOVERY, interval=0.2, message="green after SIGCONT"
+    )
+    # Interval + timeout, and room for a loaded machine.
+    assert to_red <= 1 + 2 + 2, to_red

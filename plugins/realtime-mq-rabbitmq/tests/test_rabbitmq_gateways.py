@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -92,3 +94,36 @@ async def test_readyz_follows_rabbitmq_and_delivery_resumes(
         assert response.status_code == 200, response.text
         for client in (c1, c2):
             await client.expect("broadcast", event="back", payload=1, timeout=15)
+
+
+async def test_frozen_rabbitmq_turns_readyz_red_within_the_probe_bound(
+    pair,  # type: ignore[no-untyped-def]
+    rabbitmq: RabbitMQServer,
+) -> None:
+    """SIGSTOP: the AMQP connection stays open, nothing answers (heartbeats would take a
+    minute); the liveness probe (interval 1 s + timeout 2 s) turns /readyz red, and green
+    again once RabbitMQ answers."""
+    g1, _ = pair
+    async with httpx.AsyncClient() as http:
+        await wait_until_async(lambda: _is(http, g1.url, 200), timeout=45, interval=0.2)
+        if not rabbitmq.processes:
+            pytest.skip("RabbitMQ is not a process of ours")
+        process = rabbitmq.processes[0]
+        frozen = time.monotonic()
+        process.send_signal(signal.SIGSTOP)
+        try:
+            await wait_until_async(
+                lambda: _is(http, g1.url, 503), timeout=10, interval=0.1, message="red"
+            )
+            to_red = time.monotonic() - frozen
+        finally:
+            process.send_signal(signal.SIGCONT)
+        await wait_until_async(
+            lambda: _is(http, g1.url, 200), timeout=45, interval=0.2, message="green again"
+        )
+    # Interval + timeout, and room for a loaded machine.
+    assert to_red <= 1 + 2 + 2, to_red
+
+
+async def _is(http: httpx.AsyncClient, url: str, status: int) -> bool:
+    return await _status(http, url) == status

@@ -19,7 +19,7 @@ def opts(**env: str) -> RabbitMQOptions:
 def test_defaults() -> None:
     o = opts(BROADCAST_RABBITMQ_URL=URL)
     assert (o.url, o.exchange, o.exchange_type) == (URL, "realtime", "topic")
-    assert (o.publish_timeout, o.reconnect_interval, o.prefetch) == (5.0, 2.0, 256)
+    assert (o.publish_timeout, o.reconnect_interval, o.prefetch) == (5.0, 0.5, 256)
 
 
 def test_url_falls_back_to_mq_addr_when_it_is_amqp() -> None:

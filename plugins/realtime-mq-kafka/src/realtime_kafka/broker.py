@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -35,8 +36,18 @@ if TYPE_CHECKING:
     from realtime.config import Settings
 
 log = logging.getLogger("realtime.broker.kafka")
-BACKOFF_START = 0.2
-BACKOFF_CAP = 5.0
+# A failed consumer is rebuilt after 50-100 ms, then twice that, jittered, capped at 0.5-1 s:
+# every second it is down is a second of broadcasts this instance does not deliver.
+BACKOFF_START = 0.1
+BACKOFF_CAP = 1.0
+
+
+def backoff(failures: int) -> float:
+    """Seconds before rebuild ``failures + 1``: equal jitter over a capped doubling."""
+    ceiling = min(BACKOFF_CAP, BACKOFF_START * 2**failures) / 2
+    return ceiling + random.uniform(0, ceiling)
+
+
 # How long start() waits for the first healthy consumer; a Kafka that is down leaves the
 # broker not-ready and retrying, it does not stop the gateway.
 START_WAIT = 15.0
@@ -132,7 +143,7 @@ class KafkaBroker:
     # --- receiving ---------------------------------------------------------------------------
 
     async def _run(self, deliver: Deliver) -> None:
-        backoff = BACKOFF_START
+        failures = 0
         while True:
             consumer: AIOKafkaConsumer | None = None
             tasks: list[asyncio.Task[None]] = []
@@ -147,9 +158,9 @@ class KafkaBroker:
                     asyncio.create_task(self._watch(consumer, tps), name="kafka-health"),
                 ]
                 self._ready.set()
-                if backoff > BACKOFF_START:
+                if failures:
                     log.info("kafka consumer recovered", extra={"topic": self.config.topic})
-                backoff = BACKOFF_START
+                failures = 0
                 # Neither ends on its own; whichever does (an error, or the watcher asking
                 # for a rebuild, even while a fetch hangs) takes the other down with it.
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -160,11 +171,14 @@ class KafkaBroker:
             except asyncio.CancelledError:
                 raise
             except _Rebuild as exc:
+                wait = backoff(failures)
                 log.warning("rebuilding kafka consumer: %s", exc)
             except (KafkaError, OSError, TimeoutError, BrokerError) as exc:
-                log.warning("kafka consumer down, retrying in %.1fs: %r", backoff, exc)
+                wait = backoff(failures)
+                log.warning("kafka consumer down, retrying in %.2fs: %r", wait, exc)
             except Exception:
-                log.exception("kafka consumer failed, retrying in %.1fs", backoff)
+                wait = backoff(failures)
+                log.exception("kafka consumer failed, retrying in %.2fs", wait)
             finally:
                 self._ready.clear()
                 for task in tasks:
@@ -174,8 +188,8 @@ class KafkaBroker:
                         await task
                 if consumer is not None:
                     await _quietly(consumer.stop(), self.config.timeout)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, BACKOFF_CAP)
+            failures += 1
+            await asyncio.sleep(wait)
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(

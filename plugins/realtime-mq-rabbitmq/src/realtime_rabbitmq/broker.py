@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import socket
 from typing import TYPE_CHECKING, Any
 
@@ -46,8 +47,16 @@ START_WAIT = 5.0
 #: Bound on each declare/bind/consume round trip.
 RPC_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 10.0
-RETRY_START = 0.2
-RETRY_CAP = 5.0
+# The consumer's set-up is retried after 50-100 ms, then twice that, jittered, capped at
+# 0.5-1 s: every second it is down is a second of broadcasts this instance does not deliver.
+RETRY_START = 0.1
+RETRY_CAP = 1.0
+
+
+def backoff(failures: int) -> float:
+    """Seconds before retry ``failures + 1``: equal jitter over a capped doubling."""
+    ceiling = min(RETRY_CAP, RETRY_START * 2**failures) / 2
+    return ceiling + random.uniform(0, ceiling)
 
 
 class RabbitMQBroker:
@@ -209,7 +218,7 @@ class RabbitMQBroker:
         connection = self._connection
         assert connection is not None
         connecting = True
-        backoff = RETRY_START
+        failures = 0
         while True:
             try:
                 if connecting:
@@ -222,28 +231,32 @@ class RabbitMQBroker:
                 if self._consumer_channel is None:
                     self._consumer_channel = await self._open_channel(connection, confirms=False)
                 raw = await self._start_consuming(self._consumer_channel)
-                backoff = RETRY_START
+                failures = 0
                 await self._until_lost(raw)
                 if not self._closed:
                     log.warning("rabbitmq consumer lost; restoring it")
             except asyncio.CancelledError:
                 raise
             except aiormq.exceptions.ChannelPreconditionFailed as exc:
+                wait = backoff(failures)
                 log.error(
                     "rabbitmq refused the exchange %r of type %r (declared otherwise already?);"
                     " retrying in %.1fs: %s",
                     self.options.exchange,
                     self.options.exchange_type,
-                    backoff,
+                    wait,
                     exc,
                 )
             except Exception as exc:
-                log.warning("rabbitmq consumer setup failed, retrying in %.1fs: %r", backoff, exc)
+                wait = backoff(failures)
+                log.warning("rabbitmq consumer setup failed, retrying in %.2fs: %r", wait, exc)
+            else:
+                wait = backoff(failures)  # the consumer was lost: restore it soon
             finally:
                 self._up.clear()
                 self._raw = self._queue = self._consumer_tag = None
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, RETRY_CAP)
+            failures += 1
+            await asyncio.sleep(wait)
 
     async def _open_channel(
         self, connection: aio_pika.RobustConnection, *, confirms: bool

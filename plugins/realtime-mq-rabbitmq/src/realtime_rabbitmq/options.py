@@ -29,7 +29,7 @@ class RabbitMQOptions:
     exchange: str = "realtime"
     exchange_type: str = "topic"
     publish_timeout: float = 5.0
-    reconnect_interval: float = 2.0
+    reconnect_interval: float = 0.5
     prefetch: int = 256
 
     @property
@@ -47,7 +47,7 @@ class RabbitMQOptions:
                 settings, "BROADCAST_RABBITMQ_PUBLISH_TIMEOUT_SECONDS", float, 5.0, 0.1, 60.0
             ),
             reconnect_interval=_number(
-                settings, "BROADCAST_RABBITMQ_RECONNECT_SECONDS", float, 2.0, 0.1, 300.0
+                settings, "BROADCAST_RABBITMQ_RECONNECT_SECONDS", float, 0.5, 0.1, 300.0
             ),
             prefetch=_number(settings, "BROADCAST_RABBITMQ_PREFETCH", int, 256, 1, 65535),
         )

@@ -37,7 +37,7 @@ GREEN_AFTER_FAILOVER = 2.0 + 1.0
 
 # A broker server (Kafka, RabbitMQ) started again and ready: its client's reconnect and a
 # probe sent after it. Kafka's and RabbitMQ's clients retry on their own schedules (aiokafka's
-# metadata refresh, aio-pika's BROADCAST_RABBITMQ_RECONNECT_SECONDS = 2 s).
+# metadata refresh, aio-pika's BROADCAST_RABBITMQ_RECONNECT_SECONDS).
 GREEN_AFTER_MQ_BACK = 5.0 + 2.0
 
 # Presence after Redis lost its data: the next reaper tick (<= 1 s) re-asserts every entry.

@@ -83,14 +83,16 @@ class RedisServer(_RedisService):
         db: int = 0,
         *,
         container: Container | None = None,
+        args: tuple[str, ...] = (),
     ) -> None:
         super().__init__(kind, container=container)
         self.host = host
         self.port = port
         self.db = db
+        self.args = args
 
     def _prepare_native(self) -> None:
-        argv = _redis_argv(self.port, self.tmp)
+        argv = _redis_argv(self.port, self.tmp, *self.args)
         self.add_process(Process(argv, self.tmp / "redis.log", cwd=self.tmp))
 
     @property
@@ -130,9 +132,11 @@ def redis_server() -> RedisServer:
     return RedisServer("docker", LOCALHOST, port, container=container).launch()
 
 
-def native_redis() -> RedisServer:
-    """A standalone redis-server process on a free port, whatever the backend."""
-    return RedisServer("native", LOCALHOST, free_port()).launch()
+def native_redis(*args: str) -> RedisServer:
+    """A standalone redis-server process on a free port, whatever the backend; ``args`` are
+    extra redis-server options (``"--replicaof", host, port``; ``"--enable-debug-command",
+    "local"``)."""
+    return RedisServer("native", LOCALHOST, free_port(), args=args).launch()
 
 
 class RedisSentinelSetup(_RedisService):

@@ -481,7 +481,8 @@ async def soak(
         ramp = asyncio.Semaphore(args.ramp)
         slot_tasks = [asyncio.create_task(slot_loop(run, s, ramp)) for s in run.slots]
         await settle("all connected", lambda: all(s.conn for s in run.slots), 120)
-        print(f"{args.connections} connections after {time.monotonic() - start:.1f} s")
+        churn_start = time.monotonic()
+        print(f"{args.connections} connections after {churn_start - start:.1f} s")
         sampling = asyncio.create_task(sampler(run, start))
         http = httpx.AsyncClient(timeout=REQUEST_TIMEOUT)
         publishing = asyncio.create_task(publish_loop(run, http, publishers))
@@ -492,7 +493,7 @@ async def soak(
             f"warm-up over at {warm.t:.0f} s: RSS MB {[k // 1024 for k in warm.rss_kb]}"
             f" fds {warm.fds} connections {warm_conns}"
         )
-        await asyncio.sleep(max(0.0, args.duration - (time.monotonic() - start)))
+        await asyncio.sleep(max(0.0, churn_start + args.duration - time.monotonic()))
         print("stopping churn")
         run.churning = False
         await asyncio.gather(*slot_tasks)
@@ -527,10 +528,38 @@ async def soak(
         drained = await settle("0 connections", none_left, 30)
         everyone = {f"soak{c}": set[str]() for c in range(args.channels)}
 
-        async def presence_empty() -> bool:
-            return not diff(everyone, await presence_in_redis(redis_client, args.channels))
+        leftover: list[str] = []
 
+        async def presence_empty() -> bool:
+            nonlocal leftover
+            leftover = diff(everyone, await presence_in_redis(redis_client, args.channels))
+            return not leftover
+
+        closed_at = time.monotonic()
         emptied = await settle("presence empty", presence_empty, 30)
+        if not emptied:
+            # Say whether the members ever go (the TTL's reaping) or stay.
+            first_leftover = leftover
+            gone = await settle("presence empty", presence_empty, 90)
+            print(
+                f"presence not empty 30 s after the last close: {first_leftover[:10]};"
+                f" {'empty' if gone else 'still not empty'} after"
+                f" {time.monotonic() - closed_at:.0f} s"
+            )
+            leftover = first_leftover
+            for line in first_leftover[:3]:
+                channel = line.split(":", 1)[0]
+                keys = [f"presence:{channel}"] + [
+                    f"{{presence:{channel}}}:{k}" for k in ("expiry", "conns", "count")
+                ]
+                state = [
+                    await redis_client.hgetall(keys[0]),
+                    await redis_client.zrange(keys[1], 0, -1, withscores=True),
+                    await redis_client.zrange(keys[2], 0, -1, withscores=True),
+                    await redis_client.hgetall(keys[3]),
+                    await redis_client.time(),
+                ]
+                print(f"  redis {channel}: {state}")
 
         def no_client_fd() -> bool:
             return not any(k["clients"] for k in sample(run, start).fd_kinds)
@@ -559,6 +588,7 @@ async def soak(
         "connections_end": end_conns,
         "drained_to_zero": drained,
         "presence_emptied": emptied,
+        "presence_left_after_close": leftover[:20],
         "idle": idle.__dict__,
         "warm": warm.__dict__,
         "end": end.__dict__,
@@ -658,7 +688,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--connections", type=int, default=2000, help="open at any time (2000)")
     p.add_argument("--channels", type=int, default=100, help="channels (100)")
     p.add_argument("--rate", type=float, default=20, help="publishes a second (20)")
-    p.add_argument("--lifetime", type=float, default=60, help="mean seconds a session lives (60)")
+    p.add_argument("--lifetime", type=float, default=120, help="mean seconds a session lives (120)")
     p.add_argument(
         "--presence-every",
         type=float,

@@ -85,7 +85,7 @@ typecheck: install
 # publish and join presence; fails unless nothing is lost, presence is exact, RSS and fds stay
 # flat. `make soak SOAK_SECONDS=60 SOAK_CONNECTIONS=600` is CI's run (.ci/run).
 SOAK_SECONDS ?= 600
-SOAK_CONNECTIONS ?= 2000
+SOAK_CONNECTIONS ?= 1000
 soak: install services
 	$(PY) -m bench.soak --duration $(SOAK_SECONDS) --connections $(SOAK_CONNECTIONS) $(SOAK_ARGS)
 

@@ -714,7 +714,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         default=5,
         help="a closing session is owed publishes answered this long before (5)",
     )
-    p.add_argument("--rss-bound-mb", type=float, default=20, help="RSS growth after warm-up (20)")
+    p.add_argument("--rss-bound-mb", type=float, default=8, help="RSS growth after warm-up (8)")
     p.add_argument("--fd-bound", type=int, default=4, help="fd difference allowed (4)")
     p.add_argument("--sample", type=float, default=10, help="seconds between samples (10)")
     p.add_argument("--ramp", type=int, default=50, help="connections opening at once (50)")

@@ -576,6 +576,8 @@ async def soak(
         closed = sample(run, start)
         await redis_client.aclose()
         logs = [g.log() for g in run.gateways]
+        for g, log in enumerate(logs):  # the temporary directory goes: keep them beside the result
+            args.out.with_suffix(f".g{g + 1}.log").write_text(log)
     sessions = run.ledger.sessions
     return {
         "owed": owed,
@@ -730,15 +732,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress, live
     started = datetime.datetime.now(datetime.UTC)
+    args.out = args.out or RESULTS / f"soak-{started:%Y%m%dT%H%M%SZ}.json"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress, live
     with redis_server() as redis, tempfile.TemporaryDirectory() as tmp:
         result = uvloop.run(soak(args, redis.url, redis.port, tmp))
     report(result, args)
     failed = verdict(result, args)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout
-    out = args.out or RESULTS / f"soak-{started:%Y%m%dT%H%M%SZ}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = args.out
     out.write_text(
         json.dumps(
             {

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install services run test test-unit test-integration test-uvicorn-floor lint typecheck bench dist clean
+.PHONY: install services run test test-unit test-integration test-uvicorn-floor lint typecheck bench soak dist clean
 
 install: $(STAMP)
 
@@ -81,6 +81,14 @@ lint: install
 
 typecheck: install
 	$(VENV)/bin/mypy
+
+# The soak (bench/soak.py): two gateways on a real Redis, churning connections that subscribe,
+# publish and join presence; fails unless nothing is lost, presence is exact, RSS and fds stay
+# flat. `make soak SOAK_SECONDS=60 SOAK_CONNECTIONS=600` is CI's run (.ci/run).
+SOAK_SECONDS ?= 600
+SOAK_CONNECTIONS ?= 1000
+soak: install services
+	$(PY) -m bench.soak --duration $(SOAK_SECONDS) --connections $(SOAK_CONNECTIONS) $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) $(VENV_FLOOR) dist $(BUILD_DIRS) .pytest_cache .mypy_cache .ruff_cache

@@ -192,12 +192,13 @@ end
 redis.call('ZADD', KEYS[3], expires, entry)
 if not known then n = redis.call('HINCRBY', KEYS[4], user, 1) end
 redis.call('ZADD', KEYS[2], 'GT', expires, user)
-keep()
 local stored = redis.call('HGET', KEYS[1], user)
 if back and stored and string.sub(stored, 1, #ARGV[12]) == ARGV[12] then
+  keep()
   return {{0, 'none'}, out}
 end
 redis.call('HSET', KEYS[1], user, ARGV[8])
+keep()
 local kind = 'update'
 if (not known and n == 1 and not back) or (back and not stored) then kind = 'join' end
 return {{emit(kind, ARGV[11]), kind}, out}

@@ -238,7 +238,7 @@ async def test_an_unserved_channels_version_expires_in_minutes_a_served_ones_las
 ) -> None:
     store = RedisPresence(connect(redis.url), 60)
     raw = aioredis.Redis.from_url(redis.url)
-    version, epoch = channel_keys(channel)[4:]
+    version, epoch = channel_keys(channel)[4:6]
     try:
         await store.join(channel, "i.1", Member("a"))
         await store.leave(channel, "i.1", "a")

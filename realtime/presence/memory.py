@@ -125,6 +125,9 @@ class MemoryPresence:
             # meta is news (compared as the Redis store does: the same JSON bytes).
             back = conn not in conns and graced is not None and len(graced) == len(conns)
             kind = "presence_update" if conns else "presence_join"
+            # With a grace, a new connection of a present user with the same meta is no change
+            # either: the old connection's close may not be known yet (a reconnect races it).
+            again = back or (self._grace > 0 and conn not in conns and bool(conns))
             if back:
                 assert graced is not None
                 for gone in graced:
@@ -132,7 +135,7 @@ class MemoryPresence:
                 del state.graced[member.user_id]
             conns[conn] = time.monotonic() + self._ttl
             stored = state.members.get(member.user_id)
-            if back and stored is not None and encode(stored.meta) == encode(member.meta):
+            if again and stored is not None and encode(stored.meta) == encode(member.meta):
                 return ""
             if back and stored is None:
                 kind = "presence_join"

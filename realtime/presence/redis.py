@@ -169,9 +169,11 @@ end
 """
 
 # ARGV[6..]: entry, user, member JSON, ttl, max members (0: no cap), event body, the member
-# JSON up to its updated_at (user and meta: what a return within the leave grace compares).
-# Returns {seq, kind}: seq -1 when full; kind 'none' (seq 0) when the user came back within
-# the grace with the same meta, which is no change at all.
+# JSON up to its updated_at (user and meta: what a return within the leave grace compares),
+# "1" when a leave grace is set. Returns {seq, kind}: seq -1 when full; kind 'none' (seq 0)
+# when the user came back within the grace with the same meta, which is no change at all;
+# with a grace, so is a new connection of a present user with the same meta (the old one's
+# close may not be known yet: a reconnect often races it).
 _JOIN = """
 local entry, user = ARGV[6], ARGV[7]
 local expires = now + tonumber(ARGV[9])
@@ -193,7 +195,8 @@ redis.call('ZADD', KEYS[3], expires, entry)
 if not known then n = redis.call('HINCRBY', KEYS[4], user, 1) end
 redis.call('ZADD', KEYS[2], 'GT', expires, user)
 local stored = redis.call('HGET', KEYS[1], user)
-if back and stored and string.sub(stored, 1, #ARGV[12]) == ARGV[12] then
+local again = back or (ARGV[13] == '1' and not known and n > 1)
+if again and stored and string.sub(stored, 1, #ARGV[12]) == ARGV[12] then
   keep()
   return {{0, 'none'}, out}
 end
@@ -416,6 +419,7 @@ class RedisPresence:
             self._max_members,
             bus_presence_body(channel, member),
             member_prefix(member),
+            "1" if self._grace > 0 else "0",
         ]
         seq, kind = await self._call(self._join, channel, args, "write")
         if seq == -1:

@@ -125,9 +125,9 @@ class MemoryPresence:
             # meta is news (compared as the Redis store does: the same JSON bytes).
             back = conn not in conns and graced is not None and len(graced) == len(conns)
             kind = "presence_update" if conns else "presence_join"
-            # With a grace, a new connection of a present user with the same meta is no change
-            # either: the old connection's close may not be known yet (a reconnect races it).
-            again = back or (self._grace > 0 and conn not in conns and bool(conns))
+            # With a grace, a new connection of a present user (back, or the old connection's
+            # close not known yet: a reconnect races it) with the same meta is no change.
+            again = self._grace > 0 and conn not in conns and bool(conns)
             if back:
                 assert graced is not None
                 for gone in graced:

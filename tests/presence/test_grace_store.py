@@ -132,6 +132,11 @@ async def test_keys_outlive_a_grace_longer_than_the_ttl(redis: RedisServer, chan
         assert await raw.hget(graced, "u") == b"i.1"
         for key in (*channel_keys(channel)[:4], graced):
             assert await raw.ttl(key) > 30, key  # the reaper still finds it after the grace
+        # Back: the graced entry goes at once, so a user who flaps leaves nothing piling up.
+        assert await store.join(channel, "i.2", Member("u")) == ""
+        assert await raw.exists(graced) == 0
+        assert await raw.zrange(channel_keys(channel)[2], 0, -1) == [b"i.2 u"]
+        assert await raw.hget(channel_keys(channel)[3], "u") == b"1"
     finally:
         await store.close()
         await raw.aclose()

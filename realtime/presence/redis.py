@@ -194,8 +194,8 @@ end
 redis.call('ZADD', KEYS[3], expires, entry)
 if not known then n = redis.call('HINCRBY', KEYS[4], user, 1) end
 redis.call('ZADD', KEYS[2], 'GT', expires, user)
-local stored = redis.call('HGET', KEYS[1], user)
 local again = back or (ARGV[13] == '1' and not known and n > 1)
+local stored = again and redis.call('HGET', KEYS[1], user)
 if again and stored and string.sub(stored, 1, #ARGV[12]) == ARGV[12] then
   keep()
   return {{0, 'none'}, out}
@@ -255,12 +255,12 @@ return {1, out}
 _REFRESH = """
 local expires = now + tonumber(ARGV[6])
 local added = 0
+local any_graced = redis.call('EXISTS', KEYS[7]) == 1
 for i = 7, #ARGV, 4 do
   local entry, user = ARGV[i], ARGV[i + 1]
   local known = redis.call('ZSCORE', KEYS[3], entry)
-  local conn = split(entry)
   -- An entry whose connection closed while this refresh was on its way keeps its grace.
-  local lingers = known and is_graced(user, conn)
+  local lingers = known and any_graced and is_graced(user, (split(entry)))
   if not lingers then
     redis.call('ZADD', KEYS[3], expires, entry)
     redis.call('ZADD', KEYS[2], 'GT', expires, user)
@@ -343,10 +343,9 @@ def channel_keys(channel: str) -> list[str]:
     return [hash_key(channel), *(f"{tag}:{suffix}" for suffix in suffixes)]
 
 
-def member_prefix(member: Member) -> bytes:
-    """``member``'s stored JSON up to its ``updated_at``: the same bytes mean the same user and
+def member_prefix(data: bytes) -> bytes:
+    """A member's stored JSON up to its ``updated_at``: the same bytes mean the same user and
     meta (msgspec writes the fields in order and a meta's keys as given)."""
-    data = encode(member)
     cut = data.rindex(b',"updated_at":')
     return data[: cut + len(b',"updated_at":')]
 
@@ -410,15 +409,16 @@ class RedisPresence:
                 await self._publish(channel, data)
 
     async def join(self, channel: str, conn: str, member: Member) -> str:
+        data = encode(member)
         args = [
             *self._head(channel),
             f"{conn} {member.user_id}",
             member.user_id,
-            encode(member),
+            data,
             self._ttl,
             self._max_members,
             bus_presence_body(channel, member),
-            member_prefix(member),
+            member_prefix(data),
             "1" if self._grace > 0 else "0",
         ]
         seq, kind = await self._call(self._join, channel, args, "write")

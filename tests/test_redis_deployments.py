@@ -181,6 +181,13 @@ async def check_presence_store(deployment: RedisDeployment, channel: str) -> Non
         await store.join(channel, "i.1", Member("a", {"n": 2}, 6))
         await store.leave(channel, "i.2", "b")
         assert (await store.sync(channel)).members == [Member("a", {"n": 2}, 6)]
+        # The leave grace's scripts and key, in the channel's slot too.
+        graced = RedisPresence(redis_client(deployment), ttl=60, leave_grace=60)  # type: ignore[arg-type]
+        try:
+            assert await graced.linger(channel, "i.1", "a")
+            assert await graced.join(channel, "i.4", Member("a", {"n": 2}, 7)) == ""
+        finally:
+            await graced.close()
     finally:
         await store.close()
 

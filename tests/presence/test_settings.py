@@ -14,12 +14,14 @@ def test_defaults() -> None:
     assert settings.presence_max_members == 100_000
     assert settings.presence_diff_window_ms == 100
     assert settings.presence_order_wait_ms == 100
+    assert settings.presence_leave_grace == 0  # a closed connection leaves at once, as before
     names = {option.name for option in OPTIONS}
     assert {
         "PRESENCE_MAX_META_BYTES",
         "PRESENCE_MAX_MEMBERS",
         "PRESENCE_DIFF_WINDOW_MS",
         "PRESENCE_ORDER_WAIT_MS",
+        "PRESENCE_LEAVE_GRACE_SECONDS",
     } <= names
 
 
@@ -30,6 +32,7 @@ def test_values_parse() -> None:
             "PRESENCE_MAX_MEMBERS": "0",
             "PRESENCE_DIFF_WINDOW_MS": "25",
             "PRESENCE_ORDER_WAIT_MS": "0",
+            "PRESENCE_LEAVE_GRACE_SECONDS": "2.5",
         },
         env_file=None,
     )
@@ -37,6 +40,7 @@ def test_values_parse() -> None:
     assert settings.presence_max_members == 0
     assert settings.presence_diff_window_ms == 25
     assert settings.presence_order_wait_ms == 0
+    assert settings.presence_leave_grace == 2.5
 
 
 @pytest.mark.parametrize(
@@ -49,6 +53,10 @@ def test_values_parse() -> None:
         ("PRESENCE_ORDER_WAIT_MS", "-1"),
         ("PRESENCE_ORDER_WAIT_MS", "1001"),
         ("PRESENCE_ORDER_WAIT_MS", "soon"),
+        ("PRESENCE_LEAVE_GRACE_SECONDS", "-1"),
+        ("PRESENCE_LEAVE_GRACE_SECONDS", "3601"),
+        ("PRESENCE_LEAVE_GRACE_SECONDS", "nan"),
+        ("PRESENCE_LEAVE_GRACE_SECONDS", "15s"),
     ],
 )
 def test_bad_value_names_the_variable(name: str, value: str) -> None:

@@ -69,12 +69,9 @@ def build_node(settings: Settings) -> Node:
         start_timeout=settings.start_timeout,
         max_message_bytes=settings.broker_max_message_bytes,
         permissions=permissions(settings),
-<<<<<<< HEAD
         probe_interval=settings.probe_interval,
         probe_timeout=settings.probe_timeout,
-=======
         leave_grace=settings.presence_leave_grace,
->>>>>>> grace
     )
 
 

@@ -31,6 +31,7 @@ from realtime.config.redis import (
     redis_deployment,
     redis_url_from_parts,
 )
+from realtime.history.channels import parse_history_channels
 
 __all__ = [
     "OPTIONS",
@@ -100,6 +101,9 @@ class Settings:
     handshake_timeout: float
     http_max_request_line: int
     http_max_header_bytes: int
+    history_channels: tuple[str, ...]
+    history_size: int
+    history_ttl: int
     env: Mapping[str, str] = field(repr=False)
 
     def get(self, name: str, default: str | None = None) -> str | None:
@@ -215,6 +219,9 @@ def load_settings(
         http_max_header_bytes=parse(
             env, "HTTP_MAX_HEADER_BYTES", int, "a byte count >= 1024", 1024
         ),
+        history_channels=parse_history_channels("HISTORY_CHANNELS", env.given("HISTORY_CHANNELS")),
+        history_size=bounded(env, "HISTORY_SIZE", 1, 100_000),
+        history_ttl=bounded(env, "HISTORY_TTL_SECONDS", 1, 30 * 86400),
         env=merged,
     )
 
@@ -226,4 +233,9 @@ def describe(settings: Settings) -> str:
         text += f" redis={settings.redis.display}"
     if settings.broker == "memory" and settings.presence_store == "memory":
         text += " (embedded: in-process backends, one instance, no Redis needed)"
+    if settings.history_channels:
+        text += (
+            f" history={'|'.join(settings.history_channels)}"
+            f" (last {settings.history_size}, {settings.history_ttl}s)"
+        )
     return text

@@ -112,6 +112,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("HANDSHAKE_TIMEOUT_SECONDS", "10", "seconds a client has to send its request headers"),
     Option("HTTP_MAX_REQUEST_LINE_BYTES", "8190", "longest request line; longer: 414"),
     Option("HTTP_MAX_HEADER_BYTES", "16384", "largest request header block; larger: 431"),
+    Option(
+        "HISTORY_CHANNELS",
+        None,
+        "channel patterns keeping history (orders.*|news); unset: none, the seed's behaviour",
+    ),
+    Option("HISTORY_SIZE", "100", "broadcasts kept per history channel (1..100000)"),
+    Option(
+        "HISTORY_TTL_SECONDS", "300", "seconds a history channel is kept after its last publish"
+    ),
 )
 
 DEFAULTS = {option.name: option.default for option in OPTIONS}

@@ -22,8 +22,10 @@ from realtime.engine.lifecycle import Backends
 from realtime.engine.peers import Peers, PeerState
 from realtime.engine.permissions import Permissions
 from realtime.engine.presence import PresenceViews
+from realtime.engine.recovery import Recoveries
 from realtime.engine.upkeep import Upkeep
-from realtime.errors import BrokerError, FrameError, PresenceError, PresenceFull
+from realtime.errors import BrokerError, FrameError, HistoryError, PresenceError, PresenceFull
+from realtime.history.base import History, Position
 from realtime.presence.base import PresenceStore
 from realtime.wire.messages import (
     BROADCAST,
@@ -53,6 +55,7 @@ log = logging.getLogger("realtime.engine.node")
 PRESENCE_UNAVAILABLE = "presence is unavailable right now; try again"
 PUBLISH_FAILED = "the message queue did not accept the publish; try again"
 SUBSCRIBE_FAILED = "the message queue did not accept the subscription; try again"
+HISTORY_FAILED = "the history store did not accept the publish; try again"
 
 
 def backend_failure(code: str, message: str, channel: str, exc: Exception) -> FrameError:
@@ -125,6 +128,7 @@ class Node:
         start_timeout: float,
         max_message_bytes: int,
         permissions: Permissions | None = None,
+        history: History | None = None,
     ) -> None:
         self.start_timeout = start_timeout
         self.brokers: dict[Kind, Broker] = {BROADCAST: broker, PRESENCE: presence_bus}
@@ -141,6 +145,8 @@ class Node:
         self._upkeep = Upkeep(
             store, presence_ttl, self._peers.entries, self._served, self._views.check
         )
+        self.history = history
+        self._recoveries = Recoveries(history) if history is not None else None
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -150,12 +156,16 @@ class Node:
         whose first connect retries forever would otherwise hold the gateway's start for
         ever."""
         await self._backends.start(self.deliver, self._publish_presence, self.start_timeout)
+        if self.history is not None:
+            await self.history.store.start()
         self._upkeep.start()
 
     async def close(self) -> None:
         await self._upkeep.close()
         await self._views.close()
         await self._backends.close()
+        if self.history is not None:
+            await self.history.store.close()
         await self.permissions.close()
 
     @property
@@ -194,6 +204,8 @@ class Node:
         if state is None:
             return
         self._views.drop_peer(peer)
+        if self._recoveries is not None:
+            self._recoveries.drop_peer(peer, list(state.listening))
         for channel in list(state.joined):
             try:
                 await self._members.leave(peer, state, channel)
@@ -204,15 +216,22 @@ class Node:
                 with contextlib.suppress(BrokerError):
                     await self.hub.remove(peer, kind, channel)
 
-    async def handle(self, peer: Peer, message: AnyClientMessage) -> asyncio.Future[None] | None:
+    async def handle(
+        self, peer: Peer, message: AnyClientMessage
+    ) -> asyncio.Future[Position | None] | asyncio.Future[None] | None:
         """Act on one decoded client frame; raises FrameError for the client to see.
 
         A broadcast on a broker that pipelines publishes is not waited for: the returned
-        future settles when the MQ accepted it (or fails with BrokerError)."""
+        future settles when the MQ accepted it (or fails with BrokerError). One on a history
+        channel is stored first: its future is done, with the position it got."""
         state = self._peers[peer]
         await self._admission.permit(peer, state.grants, message)
         match message:
             case Broadcast(channel=channel, event=event, payload=payload):
+                if self.history is not None and channel in self.history.channels:
+                    stored: asyncio.Future[Position | None] = asyncio.Future()
+                    stored.set_result(await self.publish(channel, event, payload, peer.user_id))
+                    return stored
                 if self._pipelined is not None:
                     data = bus_broadcast(channel, event, payload, peer.user_id)
                     data = self._admission.sized(data, channel)
@@ -224,6 +243,8 @@ class Node:
                 for kind in state.listening.pop(channel, set()):
                     await self.hub.remove(peer, kind, channel)
                 self._views.drop(peer, channel)
+                if self._recoveries is not None:
+                    self._recoveries.drop(peer, channel)
             case (
                 PresenceJoin(channel=channel, payload=meta)
                 | PresenceUpdate(channel=channel, payload=meta)
@@ -237,14 +258,32 @@ class Node:
 
     async def publish(
         self, channel: str, event: str, payload: msgspec.Raw, user_id: str = ""
-    ) -> None:
+    ) -> Position | None:
         """Publish a broadcast to every instance; FrameError ``message_too_large`` when its bus
-        message would exceed what brokers promise to carry."""
+        message would exceed what brokers promise to carry. On a history channel it is stored
+        first and its position returned: once this returns, it is in history."""
         data = self._admission.sized(bus_broadcast(channel, event, payload, user_id), channel)
+        position = None
+        if self.history is not None and channel in self.history.channels:
+            try:
+                # The offset and epoch it gains fit in the envelope's reserve.
+                position, data = await self.history.store.append(channel, data[:-1])
+            except HistoryError as exc:
+                raise backend_failure("publish_failed", HISTORY_FAILED, channel, exc) from exc
         try:
             await self.brokers[BROADCAST].publish(BROADCAST, channel, data)
         except BrokerError as exc:
-            raise backend_failure("publish_failed", PUBLISH_FAILED, channel, exc) from exc
+            if position is None:
+                raise backend_failure("publish_failed", PUBLISH_FAILED, channel, exc) from exc
+            # Stored: a retry would store it twice. A client recovering with `since` gets it.
+            log.warning(
+                "stored broadcast %d on %r not carried by the MQ: %s",
+                position.offset,
+                channel,
+                exc,
+                extra={"channel": channel},
+            )
+        return position
 
     async def deliver(self, kind: Kind, channel: str, data: bytes) -> None:
         """A message from the bus: encode its client frame once, queue it to every local peer."""
@@ -258,8 +297,15 @@ class Node:
             self._views.deliver(channel, message, peers)
             return
         frame = client_frame(message)
+        follows = self._recoveries.on(channel) if self._recoveries is not None else None
+        if follows is None:
+            for peer in tuple(peers):
+                peer.send(frame)
+            return
         for peer in tuple(peers):
-            peer.send(frame)
+            follow = follows.get(peer)
+            if follow is None or follow.admit(message, frame):
+                peer.send(frame)
 
     # --- subscriptions --------------------------------------------------------------------------
 
@@ -273,13 +319,36 @@ class Node:
             # sent; those after the sync's version then follow, none missing, none twice.
             ticket = self._views.hold(peer, channel, message.presence_diff, message.presence_chunk)
         listening = state.listening.setdefault(channel, set())
+        replay = (
+            self._recoveries is not None
+            and BROADCAST in kinds
+            and (message.since is not None or message.history is not None)
+            and channel in self._recoveries.history.channels
+        )
         try:
+            if replay:
+                assert self._recoveries is not None
+
+                async def add_live() -> None:
+                    await self.hub.add(peer, BROADCAST, channel)
+                    listening.add(BROADCAST)
+
+                if BROADCAST in listening:
+                    # Already live: subscribe again, so the replay and live ones merge.
+                    await self.hub.remove(peer, BROADCAST, channel)
+                    listening.discard(BROADCAST)
+                    self._recoveries.drop(peer, channel)
+                await self._recoveries.subscribe(
+                    peer, channel, message.since, message.history, add_live
+                )
             for kind in kinds - listening:
                 await self.hub.add(peer, kind, channel)
                 listening.add(kind)
             for kind in listening - kinds:
                 await self.hub.remove(peer, kind, channel)
                 listening.discard(kind)
+                if kind == BROADCAST and self._recoveries is not None:
+                    self._recoveries.drop(peer, channel)
         except BrokerError as exc:
             raise backend_failure("subscribe_failed", SUBSCRIBE_FAILED, channel, exc) from exc
         finally:

@@ -68,11 +68,15 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
         if key is not None and not key.allows(event.channel):
             return error(403, "this API key may not publish to this channel")
         try:
-            await node.publish(event.channel, event.event, event.payload)
+            position = await node.publish(event.channel, event.event, event.payload)
         except FrameError as exc:
             return error(413 if exc.code == "message_too_large" else 503, exc.message)
         # The id is the HTTP API's alone: WebSocket broadcasts need none, so none is made there.
-        return JSONResponse({"status": "ok", "message_id": uuid.uuid4().hex})
+        answer: dict[str, object] = {"status": "ok", "message_id": uuid.uuid4().hex}
+        if position is not None:
+            # A history channel: stored at this position before the answer.
+            answer["offset"], answer["epoch"] = position
+        return JSONResponse(answer)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "connections": node.connections})

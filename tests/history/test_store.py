@@ -159,5 +159,17 @@ async def test_memory_history_forgets_a_channel_after_ttl(channel: str) -> None:
     now[0] += 29
     assert (await store.read(channel, 0, 10)).position == before
     now[0] += 2  # past the TTL counted from the append (a read does not extend it)
+    read = (await store.read(channel, 0, 10)).position
+    assert read.offset == 0 and read.epoch != before.epoch
     after, _ = await store.append(channel, body(2, channel))
-    assert after.offset == 1 and after.epoch != before.epoch
+    assert after == (1, read.epoch)
+
+
+async def test_memory_history_sweeps_idle_channels_away() -> None:
+    now = [1000.0]
+    store = MemoryHistory(100, 30, clock=lambda: now[0])
+    for n in range(50):
+        await store.append(f"idle-{n}", body(n))
+    now[0] += 61  # past the TTL and the sweep's interval
+    await store.append("busy", body(1))
+    assert list(store._streams) == ["busy"]

@@ -19,6 +19,7 @@ from realtime.brokers.base import Broker, PipelinedBroker
 from realtime.engine.admission import Admission
 from realtime.engine.hub import Hub, Peer
 from realtime.engine.lifecycle import Backends
+from realtime.engine.ordering import Ordering
 from realtime.engine.peers import Peers, PeerState
 from realtime.engine.permissions import Permissions
 from realtime.engine.presence import PresenceViews
@@ -27,6 +28,7 @@ from realtime.engine.upkeep import Upkeep
 from realtime.errors import BrokerError, FrameError, HistoryError, PresenceError, PresenceFull
 from realtime.history.base import History, Position
 from realtime.presence.base import PresenceStore
+from realtime.wire.frames import Outgoing
 from realtime.wire.messages import (
     BROADCAST,
     PRESENCE,
@@ -56,6 +58,10 @@ PRESENCE_UNAVAILABLE = "presence is unavailable right now; try again"
 PUBLISH_FAILED = "the message queue did not accept the publish; try again"
 SUBSCRIBE_FAILED = "the message queue did not accept the subscription; try again"
 HISTORY_FAILED = "the history store did not accept the publish; try again"
+# How long a history broadcast that came ahead of a missing offset waits for it before the gap
+# is filled from history: two instances publishing at once reach the MQ in either order, a few
+# milliseconds apart.
+ORDER_WAIT = 0.1
 
 
 def backend_failure(code: str, message: str, channel: str, exc: Exception) -> FrameError:
@@ -147,6 +153,11 @@ class Node:
         )
         self.history = history
         self._recoveries = Recoveries(history) if history is not None else None
+        self._ordering = None
+        if history is not None:
+            self._ordering = Ordering(
+                history.store.read, self._fan_out, self._tell, ORDER_WAIT, history.size
+            )
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -163,6 +174,8 @@ class Node:
     async def close(self) -> None:
         await self._upkeep.close()
         await self._views.close()
+        if self._ordering is not None:
+            await self._ordering.close()
         await self._backends.close()
         if self.history is not None:
             await self.history.store.close()
@@ -214,7 +227,7 @@ class Node:
         for channel, kinds in state.listening.items():
             for kind in kinds:
                 with contextlib.suppress(BrokerError):
-                    await self.hub.remove(peer, kind, channel)
+                    await self._unlisten(peer, kind, channel)
 
     async def handle(
         self, peer: Peer, message: AnyClientMessage
@@ -241,7 +254,7 @@ class Node:
                 await self._subscribe(peer, state, message, set(listen))
             case Unsubscribe(channel=channel):
                 for kind in state.listening.pop(channel, set()):
-                    await self.hub.remove(peer, kind, channel)
+                    await self._unlisten(peer, kind, channel)
                 self._views.drop(peer, channel)
                 if self._recoveries is not None:
                     self._recoveries.drop(peer, channel)
@@ -297,6 +310,13 @@ class Node:
             self._views.deliver(channel, message, peers)
             return
         frame = client_frame(message)
+        if self._ordering is not None and message.offset:
+            self._ordering.accept(channel, message, frame)
+        else:
+            self._fan_out(channel, message, frame)
+
+    def _fan_out(self, channel: str, message: BusMessage, frame: Outgoing) -> None:
+        peers = self.hub.local(BROADCAST, channel)
         follows = self._recoveries.on(channel) if self._recoveries is not None else None
         if follows is None:
             for peer in tuple(peers):
@@ -306,6 +326,15 @@ class Node:
             follow = follows.get(peer)
             if follow is None or follow.admit(message, frame):
                 peer.send(frame)
+
+    def _tell(self, channel: str, frame: Outgoing) -> None:
+        for peer in tuple(self.hub.local(BROADCAST, channel)):
+            peer.send(frame)
+
+    async def _unlisten(self, peer: Peer, kind: Kind, channel: str) -> None:
+        await self.hub.remove(peer, kind, channel)
+        if kind == BROADCAST and self._ordering is not None and not self.hub.local(kind, channel):
+            self._ordering.forget(channel)
 
     # --- subscriptions --------------------------------------------------------------------------
 
@@ -335,7 +364,7 @@ class Node:
 
                 if BROADCAST in listening:
                     # Already live: subscribe again, so the replay and live ones merge.
-                    await self.hub.remove(peer, BROADCAST, channel)
+                    await self._unlisten(peer, BROADCAST, channel)
                     listening.discard(BROADCAST)
                     self._recoveries.drop(peer, channel)
                 await self._recoveries.subscribe(
@@ -345,7 +374,7 @@ class Node:
                 await self.hub.add(peer, kind, channel)
                 listening.add(kind)
             for kind in listening - kinds:
-                await self.hub.remove(peer, kind, channel)
+                await self._unlisten(peer, kind, channel)
                 listening.discard(kind)
                 if kind == BROADCAST and self._recoveries is not None:
                     self._recoveries.drop(peer, channel)

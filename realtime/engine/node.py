@@ -331,6 +331,24 @@ class Node:
         for peer in tuple(self.hub.local(BROADCAST, channel)):
             peer.send(frame)
 
+    async def _listen(self, peer: Peer, kind: Kind, channel: str) -> None:
+        ordering = self._ordering
+        opening = (
+            ordering is not None
+            and kind == BROADCAST
+            and self.history is not None
+            and channel in self.history.channels
+            and ordering.open(channel)
+        )
+        try:
+            await self.hub.add(peer, kind, channel)
+        except BaseException:
+            if opening and ordering is not None and not self.hub.local(kind, channel):
+                ordering.forget(channel)
+            raise
+        if opening and ordering is not None:
+            await ordering.begin(channel)
+
     async def _unlisten(self, peer: Peer, kind: Kind, channel: str) -> None:
         await self.hub.remove(peer, kind, channel)
         if kind == BROADCAST and self._ordering is not None and not self.hub.local(kind, channel):
@@ -359,7 +377,7 @@ class Node:
                 assert self._recoveries is not None
 
                 async def add_live() -> None:
-                    await self.hub.add(peer, BROADCAST, channel)
+                    await self._listen(peer, BROADCAST, channel)
                     listening.add(BROADCAST)
 
                 if BROADCAST in listening:
@@ -371,7 +389,7 @@ class Node:
                     peer, channel, message.since, message.history, add_live
                 )
             for kind in kinds - listening:
-                await self.hub.add(peer, kind, channel)
+                await self._listen(peer, kind, channel)
                 listening.add(kind)
             for kind in listening - kinds:
                 await self._unlisten(peer, kind, channel)

@@ -8,9 +8,10 @@ has is skipped, and the subscribers get an ``error`` ``broadcasts_lost`` naming 
 A broadcast at or below the expected offset was delivered already (the MQ carried it twice, or
 it was filled from history before it came live) and is dropped.
 
-The count starts from the first broadcast this instance receives on the channel after its
-first local subscriber arrived; one with a lower offset arriving later still goes out (it was
-published before that one, and nobody here has it), out of order, not dropped.
+The count starts at the channel's position in history read just after its first local
+subscriber was added upstream (broadcasts arriving meanwhile are held): subscribers of this
+instance get every broadcast above it. Should that read fail, it starts from the first
+broadcast received, and one with a lower offset arriving later still goes out, out of order.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class _Line:
     base: int  # the first offset seen: lower ones were never expected here
     held: dict[int, tuple[BusMessage, Outgoing]] = field(default_factory=dict)
     filling: asyncio.Task[None] | None = None
+    opening: bool = False  # the position is being read: hold everything
 
 
 class Ordering:
@@ -55,8 +57,40 @@ class Ordering:
         self.filled = 0  # broadcasts delivered from history to fill a live gap
         self.lost = 0  # broadcasts history no longer had when a gap was filled
 
+    def open(self, channel: str) -> bool:
+        """Before the channel's first local subscriber is added upstream: hold what comes
+        until :meth:`begin`. False when the channel is already counted here."""
+        if channel in self._lines:
+            return False
+        self._lines[channel] = _Line("", 0, 0, opening=True)
+        return True
+
+    async def begin(self, channel: str) -> None:
+        """Read where the channel stands and deliver what came above it meanwhile."""
+        try:
+            page = await self._read(channel, 1 << 62, 0)
+        except HistoryError as exc:
+            log.warning("history position read failed: %s", exc, extra={"channel": channel})
+            page = None
+        line = self._lines.get(channel)
+        if line is None or not line.opening:
+            return
+        held, line.held = line.held, {}
+        if page is None:
+            del self._lines[channel]
+        else:
+            line.opening = False
+            line.epoch = page.position.epoch
+            # Everything at or below the position is from before the subscription.
+            line.next, line.base = page.position.offset + 1, 0
+        for offset in sorted(held):
+            self.accept(channel, *held[offset])
+
     def accept(self, channel: str, message: BusMessage, frame: Outgoing) -> None:
         line = self._lines.get(channel)
+        if line is not None and line.opening:
+            line.held[message.offset] = (message, frame)
+            return
         if line is None or line.epoch != message.epoch:
             if line is not None:
                 # History began again: what was held of the old epoch goes out as it is.

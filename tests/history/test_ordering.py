@@ -8,6 +8,7 @@ import msgspec
 import pytest
 
 from realtime.engine.ordering import Ordering
+from realtime.history.base import Page, Position
 from realtime.history.memory import MemoryHistory
 from realtime.testing.waiting import wait_until_async
 from realtime.wire.frames import Outgoing
@@ -26,10 +27,15 @@ class Line:
         self.reads = 0
         self.ordering = Ordering(self.read, self.send, self.tell, 0.02, 100)
         self.stored: list[BusMessage] = []
+        self.store_position: int | None = None
 
     async def read(self, channel: str, after: int, limit: int):  # type: ignore[no-untyped-def]
         self.reads += 1
-        return await self.store.read(channel, after, limit)
+        page = await self.store.read(channel, after, limit)
+        if limit == 0 and self.store_position is not None:
+            # As if read before the later publishes: the position alone.
+            return Page([], Position(self.store_position, page.position.epoch), page.first)
+        return page
 
     def send(self, channel: str, message: BusMessage, frame: Outgoing) -> None:
         assert msgspec.json.decode(frame.data)["offset"] == message.offset
@@ -110,3 +116,18 @@ async def test_forget_starts_the_count_afresh(line: Line) -> None:
     line.ordering.forget(CHANNEL)
     line.arrive(5, 6)
     assert line.sent == [1, 5, 6] and line.reads == 0
+
+
+async def test_the_count_starts_at_the_position_read_after_subscribing(line: Line) -> None:
+    await line.publish(2)
+    assert line.ordering.open(CHANNEL)
+    assert not line.ordering.open(CHANNEL)  # a second subscriber joins the same count
+    await line.publish(2)
+    line.arrive(4, 1)  # both while the position is read: held
+    assert line.sent == []
+    # The position was 2 when read here: 1 is from before the subscription, 3 is awaited.
+    line.store_position = 2
+    await line.ordering.begin(CHANNEL)
+    assert line.sent == []
+    line.arrive(3)
+    assert line.sent == [3, 4]

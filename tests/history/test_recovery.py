@@ -25,7 +25,7 @@ PLAIN = "lobby"
 
 
 class HookedHistory(MemoryHistory):
-    """The memory store, with a hook run inside each read (before it answers), and a switch
+    """The memory store, with a hook run inside a replay's read (before it answers), and a switch
     that makes appends fail as a Redis that went away does."""
 
     def __init__(self, size: int) -> None:
@@ -34,7 +34,8 @@ class HookedHistory(MemoryHistory):
         self.broken = False
 
     async def read(self, channel: str, after: int, limit: int) -> Page:
-        if self.during_read is not None:
+        # Only reads of entries (a replay's), not of the position alone (limit 0).
+        if self.during_read is not None and limit > 0:
             hook, self.during_read = self.during_read, None
             await hook()
         return await super().read(channel, after, limit)

@@ -29,7 +29,9 @@ class ApiKey:
         return self._regex is None or self._regex.fullmatch(channel) is not None
 
 
-def _compile(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+def compile_patterns(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One regex matching any of ``patterns`` whole (``*``: any characters); None: no
+    patterns. HISTORY_CHANNELS uses the same patterns."""
     if not patterns:
         return None
     return re.compile("|".join(re.escape(p).replace(r"\*", ".*") for p in patterns), re.DOTALL)
@@ -56,7 +58,7 @@ def parse_api_keys(name: str, text: str | None) -> tuple[ApiKey, ...]:
         patterns = tuple(p.strip() for p in pattern_text.split("|") if p.strip())
         if sep and not patterns:
             raise ConfigError(name, f"key #{position} has ':' but no channel pattern after it")
-        keys.append(ApiKey(secret, patterns, _compile(patterns)))
+        keys.append(ApiKey(secret, patterns, compile_patterns(patterns)))
     return tuple(keys)
 
 

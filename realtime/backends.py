@@ -19,6 +19,10 @@ from realtime.brokers.registry import load_broker
 from realtime.config import Settings
 from realtime.engine.node import Node
 from realtime.engine.permissions import Permissions
+from realtime.history.base import History, HistoryStore
+from realtime.history.channels import HistoryChannels
+from realtime.history.memory import MemoryHistory
+from realtime.history.redis import RedisHistory
 from realtime.presence.base import PresenceStore
 from realtime.presence.memory import MemoryPresence
 from realtime.presence.redis import RedisPresence
@@ -72,7 +76,22 @@ def build_node(settings: Settings) -> Node:
         probe_interval=settings.probe_interval,
         probe_timeout=settings.probe_timeout,
         leave_grace=settings.presence_leave_grace,
+        history=history(settings),
     )
+
+
+def history(settings: Settings) -> History | None:
+    """History where presence lives: on the presence Redis whatever MQ carries broadcasts (so
+    every instance shares one count of offsets), in this process in embedded mode."""
+    if not settings.history_channels:
+        return None
+    store: HistoryStore
+    if settings.presence_store == "redis":
+        client = cast(aioredis.Redis, redisconn.client(settings.redis))
+        store = RedisHistory(client, settings.history_size, settings.history_ttl)
+    else:
+        store = MemoryHistory(settings.history_size, settings.history_ttl)
+    return History(HistoryChannels(settings.history_channels), store, settings.history_size)
 
 
 def permissions(settings: Settings) -> Permissions:

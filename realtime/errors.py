@@ -41,6 +41,10 @@ class PresenceError(RealtimeError):
     """The presence store refused or failed an operation."""
 
 
+class HistoryError(RealtimeError):
+    """The history store refused or failed an operation."""
+
+
 class PresenceFull(PresenceError):
     """The channel holds ``PRESENCE_MAX_MEMBERS`` members already; nothing was stored."""
 

@@ -33,6 +33,7 @@ from realtime.config.redis import (
     redis_url_from_parts,
 )
 from realtime.errors import ConfigError
+from realtime.history.channels import parse_history_channels
 
 __all__ = [
     "OPTIONS",
@@ -110,6 +111,9 @@ class Settings:
     trusted_proxies: tuple[str, ...]
     http_access_log: bool
     ws_max_connection_age: float | None
+    history_channels: tuple[str, ...]
+    history_size: int
+    history_ttl: int
     env: Mapping[str, str] = field(repr=False)
 
     def get(self, name: str, default: str | None = None) -> str | None:
@@ -258,6 +262,9 @@ def load_settings(
             env, "WS_MAX_CONNECTION_AGE_SECONDS", float, "a number of seconds >= 0 (0: off)"
         )
         or None,
+        history_channels=parse_history_channels("HISTORY_CHANNELS", env.given("HISTORY_CHANNELS")),
+        history_size=bounded(env, "HISTORY_SIZE", 1, 100_000),
+        history_ttl=bounded(env, "HISTORY_TTL_SECONDS", 1, 30 * 86400),
         env=merged,
     )
 
@@ -294,4 +301,9 @@ def describe(settings: Settings) -> str:
         text += f" redis={settings.redis.display}"
     if settings.broker == "memory" and settings.presence_store == "memory":
         text += " (embedded: in-process backends, one instance, no Redis needed)"
+    if settings.history_channels:
+        text += (
+            f" history={'|'.join(settings.history_channels)}"
+            f" (last {settings.history_size}, {settings.history_ttl}s)"
+        )
     return text

@@ -146,6 +146,15 @@ OPTIONS: tuple[Option, ...] = (
         "0",
         "close a WebSocket (1012) after about this long, +-10% jitter, to rebalance; 0: never",
     ),
+    Option(
+        "HISTORY_CHANNELS",
+        None,
+        "channel patterns keeping history (orders.*|news); unset: none, the seed's behaviour",
+    ),
+    Option("HISTORY_SIZE", "100", "broadcasts kept per history channel (1..100000)"),
+    Option(
+        "HISTORY_TTL_SECONDS", "300", "seconds a history channel is kept after its last publish"
+    ),
 )
 
 DEFAULTS = {option.name: option.default for option in OPTIONS}

@@ -20,12 +20,16 @@ from realtime.engine.admission import Admission
 from realtime.engine.hub import Hub, Peer
 from realtime.engine.lifecycle import Backends
 from realtime.engine.liveness import Liveness
+from realtime.engine.ordering import Ordering
 from realtime.engine.peers import Peers, PeerState
 from realtime.engine.permissions import Permissions
 from realtime.engine.presence import PresenceViews
+from realtime.engine.recovery import Recoveries
 from realtime.engine.upkeep import Upkeep
-from realtime.errors import BrokerError, FrameError, PresenceError, PresenceFull
+from realtime.errors import BrokerError, FrameError, HistoryError, PresenceError, PresenceFull
+from realtime.history.base import History, Position
 from realtime.presence.base import PresenceStore
+from realtime.wire.frames import Outgoing
 from realtime.wire.messages import (
     BROADCAST,
     PRESENCE,
@@ -55,6 +59,11 @@ log = logging.getLogger("realtime.engine.node")
 PRESENCE_UNAVAILABLE = "presence is unavailable right now; try again"
 PUBLISH_FAILED = "the message queue did not accept the publish; try again"
 SUBSCRIBE_FAILED = "the message queue did not accept the subscription; try again"
+HISTORY_FAILED = "the history store did not accept the publish; try again"
+# How long a history broadcast that came ahead of a missing offset waits for it before the gap
+# is filled from history: two instances publishing at once reach the MQ in either order, a few
+# milliseconds apart.
+ORDER_WAIT = 0.1
 
 
 def backend_failure(code: str, message: str, channel: str, exc: Exception) -> FrameError:
@@ -162,6 +171,7 @@ class Node:
         probe_interval: float = 0.0,
         probe_timeout: float = 2.0,
         leave_grace: float = 0,
+        history: History | None = None,
     ) -> None:
         self.start_timeout = start_timeout
         self.brokers: dict[Kind, Broker] = {BROADCAST: broker, PRESENCE: presence_bus}
@@ -179,6 +189,13 @@ class Node:
         self._upkeep = Upkeep(
             store, presence_ttl, self._peers.entries, self._served, self._views.check
         )
+        self.history = history
+        self._recoveries = Recoveries(history) if history is not None else None
+        self._ordering = None
+        if history is not None:
+            self._ordering = Ordering(
+                history.store.read, self._fan_out, self._tell, ORDER_WAIT, history.size
+            )
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -188,6 +205,8 @@ class Node:
         whose first connect retries forever would otherwise hold the gateway's start for
         ever."""
         await self._backends.start(self.deliver, self._publish_presence, self.start_timeout)
+        if self.history is not None:
+            await self.history.store.start()
         self._upkeep.start()
         self.liveness.start()
 
@@ -195,7 +214,11 @@ class Node:
         await self.liveness.close()
         await self._upkeep.close()
         await self._views.close()
+        if self._ordering is not None:
+            await self._ordering.close()
         await self._backends.close()
+        if self.history is not None:
+            await self.history.store.close()
         await self.permissions.close()
 
     @property
@@ -239,6 +262,8 @@ class Node:
         if state is None:
             return
         self._views.drop_peer(peer)
+        if self._recoveries is not None:
+            self._recoveries.drop_peer(peer, list(state.listening))
         for channel in list(state.joined):
             try:
                 await self._members.closed(peer, state, channel)
@@ -247,17 +272,24 @@ class Node:
         for channel, kinds in state.listening.items():
             for kind in kinds:
                 with contextlib.suppress(BrokerError):
-                    await self.hub.remove(peer, kind, channel)
+                    await self._unlisten(peer, kind, channel)
 
-    async def handle(self, peer: Peer, message: AnyClientMessage) -> asyncio.Future[None] | None:
+    async def handle(
+        self, peer: Peer, message: AnyClientMessage
+    ) -> asyncio.Future[Position | None] | asyncio.Future[None] | None:
         """Act on one decoded client frame; raises FrameError for the client to see.
 
         A broadcast on a broker that pipelines publishes is not waited for: the returned
-        future settles when the MQ accepted it (or fails with BrokerError)."""
+        future settles when the MQ accepted it (or fails with BrokerError). One on a history
+        channel is stored first: its future is done, with the position it got."""
         state = self._peers[peer]
         await self._admission.permit(peer, state.grants, message)
         match message:
             case Broadcast(channel=channel, event=event, payload=payload):
+                if self.history is not None and channel in self.history.channels:
+                    stored: asyncio.Future[Position | None] = asyncio.Future()
+                    stored.set_result(await self.publish(channel, event, payload, peer.user_id))
+                    return stored
                 if self._pipelined is not None:
                     data = bus_broadcast(channel, event, payload, peer.user_id)
                     data = self._admission.sized(data, channel)
@@ -267,8 +299,10 @@ class Node:
                 await self._subscribe(peer, state, message, set(listen))
             case Unsubscribe(channel=channel):
                 for kind in state.listening.pop(channel, set()):
-                    await self.hub.remove(peer, kind, channel)
+                    await self._unlisten(peer, kind, channel)
                 self._views.drop(peer, channel)
+                if self._recoveries is not None:
+                    self._recoveries.drop(peer, channel)
             case (
                 PresenceJoin(channel=channel, payload=meta)
                 | PresenceUpdate(channel=channel, payload=meta)
@@ -282,14 +316,32 @@ class Node:
 
     async def publish(
         self, channel: str, event: str, payload: msgspec.Raw, user_id: str = ""
-    ) -> None:
+    ) -> Position | None:
         """Publish a broadcast to every instance; FrameError ``message_too_large`` when its bus
-        message would exceed what brokers promise to carry."""
+        message would exceed what brokers promise to carry. On a history channel it is stored
+        first and its position returned: once this returns, it is in history."""
         data = self._admission.sized(bus_broadcast(channel, event, payload, user_id), channel)
+        position = None
+        if self.history is not None and channel in self.history.channels:
+            try:
+                # The offset and epoch it gains fit in the envelope's reserve.
+                position, data = await self.history.store.append(channel, data[:-1])
+            except HistoryError as exc:
+                raise backend_failure("publish_failed", HISTORY_FAILED, channel, exc) from exc
         try:
             await self.brokers[BROADCAST].publish(BROADCAST, channel, data)
         except BrokerError as exc:
-            raise backend_failure("publish_failed", PUBLISH_FAILED, channel, exc) from exc
+            if position is None:
+                raise backend_failure("publish_failed", PUBLISH_FAILED, channel, exc) from exc
+            # Stored: a retry would store it twice. A client recovering with `since` gets it.
+            log.warning(
+                "stored broadcast %d on %r not carried by the MQ: %s",
+                position.offset,
+                channel,
+                exc,
+                extra={"channel": channel},
+            )
+        return position
 
     async def deliver(self, kind: Kind, channel: str, data: bytes) -> None:
         """A message from the bus: encode its client frame once, queue it to every local peer."""
@@ -306,8 +358,49 @@ class Node:
             self._views.deliver(channel, message, peers)
             return
         frame = client_frame(message)
+        if self._ordering is not None and message.offset:
+            self._ordering.accept(channel, message, frame)
+        else:
+            self._fan_out(channel, message, frame)
+
+    def _fan_out(self, channel: str, message: BusMessage, frame: Outgoing) -> None:
+        peers = self.hub.local(BROADCAST, channel)
+        follows = self._recoveries.on(channel) if self._recoveries is not None else None
+        if follows is None:
+            for peer in tuple(peers):
+                peer.send(frame)
+            return
         for peer in tuple(peers):
+            follow = follows.get(peer)
+            if follow is None or follow.admit(message, frame):
+                peer.send(frame)
+
+    def _tell(self, channel: str, frame: Outgoing) -> None:
+        for peer in tuple(self.hub.local(BROADCAST, channel)):
             peer.send(frame)
+
+    async def _listen(self, peer: Peer, kind: Kind, channel: str) -> None:
+        ordering = self._ordering
+        opening = (
+            ordering is not None
+            and kind == BROADCAST
+            and self.history is not None
+            and channel in self.history.channels
+            and ordering.open(channel)
+        )
+        try:
+            await self.hub.add(peer, kind, channel)
+        except BaseException:
+            if opening and ordering is not None and not self.hub.local(kind, channel):
+                ordering.forget(channel)
+            raise
+        if opening and ordering is not None:
+            await ordering.begin(channel)
+
+    async def _unlisten(self, peer: Peer, kind: Kind, channel: str) -> None:
+        await self.hub.remove(peer, kind, channel)
+        if kind == BROADCAST and self._ordering is not None and not self.hub.local(kind, channel):
+            self._ordering.forget(channel)
 
     # --- subscriptions --------------------------------------------------------------------------
 
@@ -321,13 +414,36 @@ class Node:
             # sent; those after the sync's version then follow, none missing, none twice.
             ticket = self._views.hold(peer, channel, message.presence_diff, message.presence_chunk)
         listening = state.listening.setdefault(channel, set())
+        replay = (
+            self._recoveries is not None
+            and BROADCAST in kinds
+            and (message.since is not None or message.history is not None)
+            and channel in self._recoveries.history.channels
+        )
         try:
+            if replay:
+                assert self._recoveries is not None
+
+                async def add_live() -> None:
+                    await self._listen(peer, BROADCAST, channel)
+                    listening.add(BROADCAST)
+
+                if BROADCAST in listening:
+                    # Already live: subscribe again, so the replay and live ones merge.
+                    await self._unlisten(peer, BROADCAST, channel)
+                    listening.discard(BROADCAST)
+                    self._recoveries.drop(peer, channel)
+                await self._recoveries.subscribe(
+                    peer, channel, message.since, message.history, add_live
+                )
             for kind in kinds - listening:
-                await self.hub.add(peer, kind, channel)
+                await self._listen(peer, kind, channel)
                 listening.add(kind)
             for kind in listening - kinds:
-                await self.hub.remove(peer, kind, channel)
+                await self._unlisten(peer, kind, channel)
                 listening.discard(kind)
+                if kind == BROADCAST and self._recoveries is not None:
+                    self._recoveries.drop(peer, channel)
         except BrokerError as exc:
             raise backend_failure("subscribe_failed", SUBSCRIBE_FAILED, channel, exc) from exc
         finally:

@@ -22,6 +22,7 @@ from realtime.errors import FrameError
 from realtime.server import logs
 from realtime.server.bodies import BodyTooLarge, read_capped
 from realtime.server.drain import ClosingHttp, Drain
+from realtime.server.history_api import read_history
 from realtime.server.lifespan import Lifespan
 from realtime.server.openapi import OPENAPI
 from realtime.server.websocket import WebSocketEndpoint
@@ -71,11 +72,37 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
         if key is not None and not key.allows(event.channel):
             return error(403, "this API key may not publish to this channel")
         try:
-            await node.publish(event.channel, event.event, event.payload)
+            position = await node.publish(event.channel, event.event, event.payload)
         except FrameError as exc:
             return error(413 if exc.code == "message_too_large" else 503, exc.message)
         # The id is the HTTP API's alone: WebSocket broadcasts need none, so none is made there.
-        return JSONResponse({"status": "ok", "message_id": uuid.uuid4().hex})
+        answer: dict[str, object] = {"status": "ok", "message_id": uuid.uuid4().hex}
+        if position is not None:
+            # A history channel: stored at this position before the answer.
+            answer["offset"], answer["epoch"] = position
+        return JSONResponse(answer)
+
+    def authorised(request: Request, channel: str) -> JSONResponse | None:
+        """None when the request may use ``channel``, else the refusal (as /api/event's)."""
+        if not api_keys:
+            return None
+        presented = presented_key(request.headers)
+        key = find_key(api_keys, presented) if presented is not None else None
+        if key is None:
+            return JSONResponse(
+                {"error": "a valid API key is required (Authorization: Bearer or X-API-Key)"},
+                status_code=401,
+                headers={"www-authenticate": "Bearer"},
+            )
+        if not key.allows(channel):
+            return error(403, "this API key may not read this channel")
+        return None
+
+    async def get_history(request: Request) -> Response:
+        refused = authorised(request, request.query_params.get("channel", ""))
+        if refused is not None:
+            return refused
+        return await read_history(request, node.history)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "connections": node.connections})
@@ -102,6 +129,7 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
 
     routes = [
         Route("/api/event", post_event, methods=["POST"]),
+        Route("/api/history", get_history),
         Route("/openapi.json", openapi),
         Route("/healthz", healthz),
         Route("/readyz", readyz),

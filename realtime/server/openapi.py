@@ -1,6 +1,6 @@
 """The HTTP API's OpenAPI document, served at ``/openapi.json``.
 
-Written by hand from docs/protocol.md's HTTP section (three routes do not need a generator);
+Written by hand from docs/protocol.md's HTTP section (four routes do not need a generator);
 tests/security/test_openapi.py runs schemathesis against a real gateway with it, so a
 response the document does not describe fails there.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from realtime import __version__
+from realtime.server.history_api import MAX_SINCE
 from realtime.wire.messages import MAX_CHANNEL_LENGTH
 
 
@@ -48,6 +49,9 @@ OPENAPI: dict[str, Any] = {
                                             "type": "string",
                                             "pattern": "^[0-9a-f]{32}$",
                                         },
+                                        # History channels only: where it was stored.
+                                        "offset": {"type": "integer", "minimum": 1},
+                                        "epoch": {"type": "string"},
                                     },
                                 }
                             }
@@ -59,6 +63,51 @@ OPENAPI: dict[str, Any] = {
                     "413": _error("the body is larger than the gateway accepts"),
                     "415": _error("the content type is not application/json"),
                     "503": _error("the message queue did not accept the publish"),
+                },
+            }
+        },
+        "/api/history": {
+            "get": {
+                "summary": "A page of a history channel's broadcasts, oldest first",
+                "security": [{"bearer": []}, {"apiKey": []}, {}],
+                "parameters": [
+                    {
+                        "name": "channel",
+                        "in": "query",
+                        "required": True,
+                        "schema": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": MAX_CHANNEL_LENGTH,
+                        },
+                    },
+                    {
+                        "name": "since",
+                        "in": "query",
+                        "description": "the broadcasts after this offset (default 0)",
+                        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_SINCE},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "description": "at most this many (0, default, or more: HISTORY_SIZE)",
+                        "schema": {"type": "integer", "minimum": 0},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the page",
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/HistoryPage"}
+                            }
+                        },
+                    },
+                    "400": _error("channel, since or limit is missing or out of range"),
+                    "401": _error("API_KEYS is set and the request has no valid key"),
+                    "403": _error("the key may not read this channel"),
+                    "404": _error("the channel keeps no history (HISTORY_CHANNELS)"),
+                    "503": _error("the history store is unavailable"),
                 },
             }
         },
@@ -150,6 +199,31 @@ OPENAPI: dict[str, Any] = {
                     "ok": {"type": "boolean"},
                     "last_ok_seconds_ago": {"type": ["number", "null"]},
                     "error": {"type": ["string", "null"]},
+                },
+            },
+            "HistoryPage": {
+                "type": "object",
+                "required": ["channel", "offset", "epoch", "first", "publications", "next"],
+                "properties": {
+                    "channel": {"type": "string"},
+                    "offset": {"type": "integer", "minimum": 0},
+                    "epoch": {"type": "string"},
+                    "first": {"type": "integer", "minimum": 1},
+                    "publications": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["offset", "event", "payload"],
+                            "properties": {
+                                "offset": {"type": "integer", "minimum": 1},
+                                "event": {"type": "string"},
+                                "payload": {},
+                                "user_id": {"type": "string"},
+                                "ts": {"type": "integer"},
+                            },
+                        },
+                    },
+                    "next": {"type": "integer", "nullable": True},
                 },
             },
             "Error": {

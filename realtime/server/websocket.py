@@ -26,6 +26,7 @@ from realtime.auth import Authenticator
 from realtime.config import Settings
 from realtime.engine.node import PUBLISH_FAILED, Node
 from realtime.errors import AuthError, FrameError
+from realtime.history.base import Position
 from realtime.server import logs
 from realtime.server.direct import CLOSE_SLOW_CONSUMER, DirectConnection, DirectPath
 from realtime.server.drain import CLOSE_RESTARTING, Drain
@@ -135,7 +136,7 @@ async def read_loop(
     """Decode and act on each client message until the client goes; nothing a message does
     ends the loop, but flooding after being told does: then the peer is closed with
     CLOSE_RATE_LIMITED. Returns the close code the connection ended with, if known."""
-    in_flight: deque[asyncio.Future[None]] = deque()
+    in_flight: deque[asyncio.Future[Position | None] | asyncio.Future[None]] = deque()
     while True:
         event = await receive()
         if event["type"] != "websocket.receive":
@@ -207,7 +208,9 @@ async def _lease_frame(
 
 
 def _settled(
-    peer: DirectConnection | Connection, message: AnyClientMessage, done: asyncio.Future[None]
+    peer: DirectConnection | Connection,
+    message: AnyClientMessage,
+    done: asyncio.Future[Position | None] | asyncio.Future[None],
 ) -> None:
     if done.cancelled():
         return
@@ -218,7 +221,9 @@ def _settled(
         log.warning("pipelined publish failed on %r: %s", channel, error)
         peer.send(error_frame("publish_failed", PUBLISH_FAILED, channel, message.ref))
     elif message.ref is not None:
-        peer.send(ack_frame(message.ref))
+        # A broadcast stored in history: the ack says where.
+        position = done.result()
+        peer.send(ack_frame(message.ref, *(position or ())))
 
 
 class WebSocketEndpoint:

@@ -48,6 +48,13 @@ class ClientMessage(msgspec.Struct, tag_field="type", kw_only=True):
     ref: Ref = None
 
 
+class Since(msgspec.Struct, forbid_unknown_fields=True):
+    """A position in a history channel: the last offset a client received, of that epoch."""
+
+    offset: Annotated[int, msgspec.Meta(ge=0)]
+    epoch: Annotated[str, msgspec.Meta(max_length=64)] = ""
+
+
 class Subscribe(ClientMessage, tag="subscribe"):
     channel: Channel
     listen: list[Kind] = msgspec.field(default_factory=lambda: [BROADCAST, PRESENCE])
@@ -55,6 +62,10 @@ class Subscribe(ClientMessage, tag="subscribe"):
     # per presence event, and a ``presence_sync`` split into frames of at most this many users.
     presence_diff: bool = False
     presence_chunk: Annotated[int, msgspec.Meta(ge=0)] = 0
+    # History channels only: replay what came after ``since``, or the last ``history``
+    # broadcasts (0: none, only the position); either gets a ``subscribed`` frame first.
+    since: Since | None = None
+    history: Annotated[int, msgspec.Meta(ge=0)] | None = None
 
 
 class Unsubscribe(ClientMessage, tag="unsubscribe"):
@@ -224,6 +235,20 @@ class BroadcastOut(msgspec.Struct, tag_field="type", tag="broadcast", omit_defau
     payload: msgspec.Raw
     user_id: str = ""
     ts: int = 0
+    # Extension, history channels only: the broadcast's place in the channel's history.
+    offset: int = 0
+    epoch: str = ""
+
+
+class Subscribed(msgspec.Struct, tag_field="type", tag="subscribed", omit_defaults=True):
+    """Extension: the answer to a subscribe with ``since`` or ``history``, sent before the
+    replayed broadcasts: the channel's position they lead up to, and (with ``since``) whether
+    every broadcast after it is replayed (``recovered``)."""
+
+    channel: str
+    offset: int
+    epoch: str
+    recovered: bool | None = None
 
 
 class PresenceOut(msgspec.Struct, omit_defaults=True):
@@ -265,8 +290,11 @@ class ErrorOut(msgspec.Struct, tag_field="type", tag="error", omit_defaults=True
     ref: Ref = None
 
 
-class Ack(msgspec.Struct, tag_field="type", tag="ack"):
+class Ack(msgspec.Struct, tag_field="type", tag="ack", omit_defaults=True):
     ref: Ref
+    # Extension: a broadcast stored in a history channel's history, at this position.
+    offset: int = 0
+    epoch: str = ""
 
 
 # --- between gateways (the bus) ----------------------------------------------------------------
@@ -290,7 +318,9 @@ class BusMessage(msgspec.Struct, omit_defaults=True):
     meta: BusMeta = msgspec.field(default_factory=BusMeta)
     ts: int = 0
     seq: int = 0  # presence events only: the channel's version after the event (extension)
-    epoch: str = ""  # with seq: changes when the presence store lost its state and restarted
+    offset: int = 0  # history channels only: the broadcast's offset (extension)
+    # With seq or offset: changes when the store lost its state and the count restarted.
+    epoch: str = ""
 
 
 PRESENCE_TYPES = frozenset({"presence_join", "presence_update", "presence_leave"})
@@ -345,6 +375,8 @@ def client_frame(message: BusMessage) -> Outgoing:
             message.payload,
             message.user_id,
             message.ts,
+            message.offset,
+            message.epoch if message.offset else "",
         )
     else:
         meta = message.meta
@@ -369,8 +401,12 @@ def refusal(error: FrameError, ref: Ref = None) -> Outgoing:
     return error_frame(error.code, error.message, error.channel, ref)
 
 
-def ack_frame(ref: Ref) -> Outgoing:
-    return Outgoing(encode(Ack(ref)))
+def ack_frame(ref: Ref, offset: int = 0, epoch: str = "") -> Outgoing:
+    return Outgoing(encode(Ack(ref, offset, epoch)))
+
+
+def subscribed_frame(channel: str, offset: int, epoch: str, recovered: bool | None) -> Outgoing:
+    return Outgoing(encode(Subscribed(channel, offset, epoch, recovered)))
 
 
 def sync_frame(

@@ -19,7 +19,12 @@ SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 async def test_http_api_conforms_to_its_openapi_document(tmp_path: Path, api_keys: str) -> None:
     if not SCHEMATHESIS.exists() and shutil.which("schemathesis") is None:
         pytest.fail("schemathesis is a dev dependency: make install")
-    env = {"BROADCAST_MQ_TYPE": "memory", "PRESENCE_STORE": "memory", "API_KEYS": api_keys}
+    env = {
+        "BROADCAST_MQ_TYPE": "memory",
+        "PRESENCE_STORE": "memory",
+        "API_KEYS": api_keys,
+        "HISTORY_CHANNELS": "*",  # so /api/history answers pages, and /api/event offsets
+    }
     async with spawn_gateway(env, str(tmp_path / "gateway.log")) as gw:
         run = await asyncio.create_subprocess_exec(
             str(SCHEMATHESIS), "run", gw.url + "/openapi.json", "--checks", "all",

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from realtime.testing.flows import check_broadcasts_cross, check_presence_crosses
+from realtime.testing.flows import check_broadcasts_cross, check_presence_crosses, check_recovery
 from realtime.testing.gateway import GatewayProcess, spawn_gateway, ws_client
 from realtime.testing.services import RedisServer, RestartUnsupported, redis_server
 from realtime.testing.waiting import wait_until_async
@@ -52,6 +52,8 @@ async def pair(
         "BROADCAST_KAFKA_HEALTH_INTERVAL_SECONDS": "0.5",
         "PRESENCE_STORE": "redis",
         "REDIS_URL": redis.url,
+        # Only hist-* channels keep history: the other tests see the seed's behaviour.
+        "HISTORY_CHANNELS": "hist-*",
     }
     async with spawn_gateway(env, str(tmp_path / "g1.log")) as g1:
         async with spawn_gateway(env, str(tmp_path / "g2.log")) as g2:
@@ -77,6 +79,10 @@ async def event_is(gateway: GatewayProcess, channel: str, event: str, expected: 
 
 async def test_broadcasts_cross_instances_both_ways(pair, channel: str) -> None:  # type: ignore[no-untyped-def]
     await check_broadcasts_cross(*pair, channel)
+
+
+async def test_a_client_cut_off_recovers_on_another_instance(pair, channel: str) -> None:  # type: ignore[no-untyped-def]
+    await check_recovery(*pair, f"hist-{channel}")
 
 
 async def test_presence_crosses_instances(pair, channel: str) -> None:  # type: ignore[no-untyped-def]

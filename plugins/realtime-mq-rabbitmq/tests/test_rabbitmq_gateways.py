@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from realtime.testing.flows import check_broadcasts_cross, check_presence_crosses
+from realtime.testing.flows import check_broadcasts_cross, check_presence_crosses, check_recovery
 from realtime.testing.gateway import GatewayProcess, spawn_gateway, ws_client
 from realtime.testing.services import RedisServer, RestartUnsupported
 from realtime.testing.waiting import wait_until_async
@@ -27,6 +27,8 @@ def rabbitmq_env(rabbitmq: RabbitMQServer, redis: RedisServer) -> dict[str, str]
         "BROADCAST_RABBITMQ_RECONNECT_SECONDS": "0.5",
         "PRESENCE_STORE": "redis",
         "REDIS_URL": redis.url,
+        # Only hist-* channels keep history: the other tests see the seed's behaviour.
+        "HISTORY_CHANNELS": "hist-*",
     }
 
 
@@ -44,6 +46,10 @@ async def test_broadcasts_cross_instances_both_ways(pair, room: str) -> None:  #
     # A plain name, and one that would be a wildcard binding if it were used as it is.
     for channel in (room, f"{room}.*"):
         await check_broadcasts_cross(*pair, channel)
+
+
+async def test_a_client_cut_off_recovers_on_another_instance(pair, room: str) -> None:  # type: ignore[no-untyped-def]
+    await check_recovery(*pair, f"hist-{room}")
 
 
 async def test_presence_crosses_instances(pair, room: str) -> None:  # type: ignore[no-untyped-def]

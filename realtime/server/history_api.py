@@ -1,0 +1,93 @@
+"""``GET /api/history?channel=&since=&limit=``: a page of a history channel's broadcasts,
+authenticated as ``POST /api/event`` is (with ``API_KEYS``, a key allowed on the channel)."""
+
+from __future__ import annotations
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from realtime.errors import HistoryError
+from realtime.history.base import History
+from realtime.wire.messages import MAX_CHANNEL_LENGTH, decode_bus
+
+HISTORY_FAILED = "the history store is unavailable right now; try again"
+# Far above any offset, and exact as a Lua number (a double), which the Redis script reads.
+MAX_SINCE = 1 << 62
+
+
+class Publication(msgspec.Struct, omit_defaults=True):
+    offset: int
+    event: str
+    payload: msgspec.Raw
+    user_id: str = ""
+    ts: int = 0
+
+
+class HistoryPage(msgspec.Struct):
+    channel: str
+    offset: int  # the channel's position when read
+    epoch: str
+    first: int  # the oldest offset still kept
+    publications: list[Publication]
+    # ``since`` for the next page; None once this page reaches the position.
+    next: int | None
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _whole(request: Request, name: str, default: int, high: int | None = None) -> int:
+    """A whole-number parameter; above ``high``: 400 (None: no bound)."""
+    text = request.query_params.get(name)
+    if text is None or text == "":
+        return default
+    if not text.isascii() or not text.isdigit() or len(text) > 20:
+        raise ValueError(f"{name} must be a whole number")
+    value = int(text)
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be a whole number from 0 to {high}")
+    return value
+
+
+async def read_history(request: Request, history: History | None) -> Response:
+    channel = request.query_params.get("channel", "")
+    if not channel or len(channel) > MAX_CHANNEL_LENGTH:
+        return _error(400, f"channel must be 1 to {MAX_CHANNEL_LENGTH} characters")
+    if history is None or channel not in history.channels:
+        return _error(404, "this channel keeps no history (HISTORY_CHANNELS)")
+    try:
+        since = _whole(request, "since", 0, MAX_SINCE)
+        # 0 or more than the history holds: as much as one page gives.
+        limit = min(_whole(request, "limit", history.size) or history.size, history.size)
+    except ValueError as exc:
+        return _error(400, str(exc))
+    try:
+        page = await history.store.read(channel, since, limit)
+    except HistoryError:
+        return _error(503, HISTORY_FAILED)
+    publications = []
+    for offset, data in page.entries:
+        try:
+            message = decode_bus(data)
+        except msgspec.MsgspecError:
+            continue  # not ours to show: only the gateway writes history
+        publications.append(
+            Publication(
+                offset, message.event or "message", message.payload, message.user_id, message.ts
+            )
+        )
+    last = publications[-1].offset if publications else max(since, page.first - 1)
+    body = HistoryPage(
+        channel,
+        page.position.offset,
+        page.position.epoch,
+        page.first,
+        publications,
+        last if last < page.position.offset else None,
+    )
+    return Response(_encode(body), media_type="application/json")

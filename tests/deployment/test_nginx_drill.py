@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from realtime.testing.gateway import GatewayProcess, spawn_gateway, ws_client
 from realtime.testing.services import RedisServer, nginx_server
@@ -48,6 +48,8 @@ class Mover:
     user: str
     closes: list[int | None] = field(default_factory=list)
     connects: int = 0
+    # Upgrades the balancer answered with an HTTP error (a 502 while an instance stops).
+    refused: list[int] = field(default_factory=list)
     # The highest posted sequence number received, per connection (index = connects - 1).
     received: list[int] = field(default_factory=list)
 
@@ -77,6 +79,8 @@ class Mover:
                             raise AssertionError(f"{self.user}: {frame}")
             except ConnectionClosed as exc:
                 self.closes.append(exc.rcvd.code if exc.rcvd else None)
+            except InvalidStatus as exc:
+                self.refused.append(exc.response.status_code)
             except (OSError, TimeoutError):
                 # The balancer itself refused or timed out: try again, as a client would.
                 self.closes.append(None)
@@ -181,8 +185,14 @@ async def test_sigterm_one_instance_behind_nginx(
                 publisher.run(lb.url, channel),
             ) as tasks:
 
-                def settled() -> bool:
+                def healthy() -> None:
+                    # Raised inside the waits, so a 5xx fails the drill at once, named.
                     surfaced(tasks)
+                    assert publisher.failures == [], publisher.failures[:5]
+                    assert [m.refused for m in movers if m.refused] == []
+
+                def settled() -> bool:
+                    healthy()
                     return all(m.connects == 1 and m.last_seq > 0 for m in movers)
 
                 await wait_until_async(settled, 15, message="every client live through nginx")
@@ -204,7 +214,7 @@ async def test_sigterm_one_instance_behind_nginx(
                 await asyncio.to_thread(g1.process.wait, 20)
 
                 def moved() -> bool:
-                    surfaced(tasks)
+                    healthy()
                     return sum(m.connects == 2 for m in movers) == on_g1 and all(
                         m.last_seq > seq_at_stop for m in movers
                     )
@@ -239,7 +249,7 @@ async def test_sigterm_one_instance_behind_nginx(
                         )
                         assert await connections(http, g2) == CLIENTS + 1
 
-                surfaced(tasks)
-                # Posts went on through the stop and the restart, and none failed.
-                assert publisher.failures == [], publisher.failures[:5]
+                # Posts went on through the stop and the restart, and none failed; no
+                # reconnect was refused either.
+                healthy()
                 assert len(publisher.statuses) > posts_at_stop + 10

@@ -239,6 +239,7 @@ async def test_sigterm_one_instance_behind_nginx(
                         for i in range(NEW_CLIENTS):
                             url = f"{ws_url}?user_id=new-{i}"
                             await stack.enter_async_context(ws_client(url))
+
                         # least_conn: instance 1 holds none, instance 2 all the others, so
                         # every new connection goes to instance 1 (round-robin: about half).
                         async def all_new_on_g1() -> bool:

@@ -45,7 +45,9 @@ def nginx_binary() -> str:
         return explicit
     found = shutil.which("nginx") or (_SBIN if os.access(_SBIN, os.X_OK) else None)
     if found is None:
-        raise ServiceError("nginx not found on PATH or in /usr/sbin; run scripts/install-services nginx")
+        raise ServiceError(
+            "nginx not found on PATH or in /usr/sbin; run scripts/install-services nginx"
+        )
     return found
 
 

@@ -74,7 +74,8 @@ def test_ready_while_what_it_proxies_to_is_down() -> None:
     # The readiness probe is a server of the launcher's own, so a site whose upstreams do not
     # listen yet (a balancer started before its gateways) is ready, and answers 502 itself.
     def down(port: int) -> str:
-        return f"server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://127.0.0.1:9; }} }}\n"
+        proxy = "location / { proxy_pass http://127.0.0.1:9; }"
+        return f"server {{ listen 127.0.0.1:{port}; {proxy} }}\n"
 
     with nginx_server(down) as lb:
         assert httpx.get(lb.url + "/").status_code == 502

@@ -104,6 +104,16 @@ def serve(settings: Settings, workers: int = 1) -> None:
         settings.ws_send_queue_size,
         settings.ws_send_queue_bytes,
     )
+    log.info(
+        "X-Forwarded-For is believed from %s (TRUSTED_PROXIES); on SIGTERM WebSockets are"
+        " closed (1012) over %gs (SHUTDOWN_DRAIN_SECONDS), a second signal exits at once",
+        ", ".join(settings.trusted_proxies) or "no one",
+        settings.shutdown_drain_seconds,
+    )
+    if settings.get("FORWARDED_ALLOW_IPS") and not settings.get("TRUSTED_PROXIES"):
+        log.warning(
+            "FORWARDED_ALLOW_IPS is uvicorn's variable: it is honoured, rename it TRUSTED_PROXIES"
+        )
     if workers > 1 and settings.broker == "memory":
         log.warning("--workers %d with the memory broker: each worker is its own island", workers)
     uvicorn.run(
@@ -143,12 +153,23 @@ def server_options(settings: Settings) -> dict[str, Any]:
         "ws_per_message_deflate": False,
         "log_level": settings.log_level,
         "log_config": None,
-        "access_log": False,
+        # Off by default: every balancer health check would be a line. On, its client address
+        # is the one TRUSTED_PROXIES resolves, and tokens in query strings are redacted.
+        "access_log": settings.http_access_log,
         "lifespan": "on",
+        # X-Forwarded-For/-Proto are believed only from these peers (uvicorn's default is
+        # loopback or its own FORWARDED_ALLOW_IPS variable; ours is the setting).
+        "proxy_headers": bool(settings.trusted_proxies),
+        "forwarded_allow_ips": list(settings.trusted_proxies) or None,
+        # Bounds the wait for in-flight HTTP requests once the drain (realtime.server.drain)
+        # hands over to uvicorn's shutdown; it waits for ever otherwise.
+        "timeout_graceful_shutdown": SHUTDOWN_GRACE_SECONDS,
     }
 
 
 HTTP_HEADROOM = 256
+# What uvicorn waits, after the drain, for requests still being answered.
+SHUTDOWN_GRACE_SECONDS = 5
 
 
 def security_warnings(settings: Settings) -> list[str]:

@@ -6,6 +6,7 @@ stops the start with a :class:`ConfigError` naming the variable and what it acce
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from realtime.config.redis import (
     redis_deployment,
     redis_url_from_parts,
 )
+from realtime.errors import ConfigError
 
 __all__ = [
     "OPTIONS",
@@ -100,6 +102,11 @@ class Settings:
     handshake_timeout: float
     http_max_request_line: int
     http_max_header_bytes: int
+    shutdown_drain_seconds: float
+    # uvicorn's forwarded_allow_ips: "*", or addresses and networks; empty: trust no one.
+    trusted_proxies: tuple[str, ...]
+    http_access_log: bool
+    ws_max_connection_age: float | None
     env: Mapping[str, str] = field(repr=False)
 
     def get(self, name: str, default: str | None = None) -> str | None:
@@ -215,8 +222,42 @@ def load_settings(
         http_max_header_bytes=parse(
             env, "HTTP_MAX_HEADER_BYTES", int, "a byte count >= 1024", 1024
         ),
+        shutdown_drain_seconds=parse(
+            env, "SHUTDOWN_DRAIN_SECONDS", float, "a number of seconds from 0 to 3600", 0, 3600
+        ),
+        trusted_proxies=trusted_proxies(env),
+        http_access_log=flag("HTTP_ACCESS_LOG", env.value("HTTP_ACCESS_LOG")),
+        ws_max_connection_age=parse(
+            env, "WS_MAX_CONNECTION_AGE_SECONDS", float, "a number of seconds >= 0 (0: off)"
+        )
+        or None,
         env=merged,
     )
+
+
+def trusted_proxies(env: Env) -> tuple[str, ...]:
+    """TRUSTED_PROXIES: ``*``, ``none``, or IP addresses and networks. An existing deployment's
+    FORWARDED_ALLOW_IPS (uvicorn's own variable, which we now set explicitly) is honoured when
+    TRUSTED_PROXIES is not set, so it keeps trusting what it trusted."""
+    name = "TRUSTED_PROXIES"
+    text = env.given(name)
+    if text is None and env.given("FORWARDED_ALLOW_IPS") is not None:
+        name, text = "FORWARDED_ALLOW_IPS", env.given("FORWARDED_ALLOW_IPS")
+    items = split_list(text or env.value("TRUSTED_PROXIES"))
+    if items == ("*",) or [item.lower() for item in items] == ["none"]:
+        return () if items[0].lower() == "none" else items
+    for item in items:
+        try:
+            ipaddress.ip_network(item)
+        except ValueError:
+            raise ConfigError(
+                name,
+                f"{item!r} is not an IP address or network (like 10.0.0.0/8); the value is *,"
+                " none, or a comma-separated list of them",
+            ) from None
+    if not items:
+        raise ConfigError(name, "is empty: use none to trust no proxy")
+    return items
 
 
 def describe(settings: Settings) -> str:

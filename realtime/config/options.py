@@ -112,6 +112,22 @@ OPTIONS: tuple[Option, ...] = (
     Option("HANDSHAKE_TIMEOUT_SECONDS", "10", "seconds a client has to send its request headers"),
     Option("HTTP_MAX_REQUEST_LINE_BYTES", "8190", "longest request line; longer: 414"),
     Option("HTTP_MAX_HEADER_BYTES", "16384", "largest request header block; larger: 431"),
+    Option(
+        "SHUTDOWN_DRAIN_SECONDS",
+        "5",
+        "on SIGTERM, seconds over which open WebSockets are closed (1012); 0: all at once",
+    ),
+    Option(
+        "TRUSTED_PROXIES",
+        "127.0.0.1,::1",
+        "addresses/networks whose X-Forwarded-For/-Proto are believed; * any; none: no one",
+    ),
+    Option("HTTP_ACCESS_LOG", "0", "1: one log line per HTTP request (uvicorn's access log)"),
+    Option(
+        "WS_MAX_CONNECTION_AGE_SECONDS",
+        "0",
+        "close a WebSocket (1012) after about this long, +-10% jitter, to rebalance; 0: never",
+    ),
 )
 
 DEFAULTS = {option.name: option.default for option in OPTIONS}

@@ -183,6 +183,11 @@ class Node:
     def connect(self, peer: Peer, grants: Grants | None = None) -> None:
         self._peers.add(peer, grants)
 
+    def conn_id(self, peer: Peer) -> str:
+        """``<instance>.<n>``: the connection's id across instances (as in the presence store),
+        for log lines."""
+        return self._peers[peer].conn
+
     def regrant(self, peer: Peer, grants: Grants | None) -> None:
         """A refreshed token's grants apply to the connection's next actions."""
         state = self._peers.get(peer)

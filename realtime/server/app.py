@@ -7,6 +7,7 @@ import logging
 import uuid
 
 from starlette.applications import Starlette
+from starlette.datastructures import State
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -20,6 +21,7 @@ from realtime.config import Settings
 from realtime.errors import FrameError
 from realtime.server import logs
 from realtime.server.bodies import BodyTooLarge, read_capped
+from realtime.server.drain import ClosingHttp, Drain
 from realtime.server.lifespan import Lifespan
 from realtime.server.openapi import OPENAPI
 from realtime.server.websocket import WebSocketEndpoint
@@ -37,6 +39,7 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
     after start-up out of the collector's reach: a full collection then scans only what
     connections create, which keeps its pause (and the fan-out's tail latency) short."""
     node = build_node(settings)
+    drain = Drain(settings.shutdown_drain_seconds)
     logs.install()
 
     api_keys = settings.api_keys
@@ -79,6 +82,9 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
 
     async def readyz(request: Request) -> Response:
         status = {name: broker.ready for name, broker in node.brokers.items()}
+        # Draining comes first: the balancer must stop sending here whatever the backends say.
+        if drain.draining:
+            return JSONResponse({"status": "draining", "subscribers": status}, status_code=503)
         ready = all(status.values())
         return JSONResponse(
             {"status": "ready" if ready else "not ready", "subscribers": status},
@@ -105,7 +111,13 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
     http = Starlette(routes=routes, middleware=middleware)
     http.state.node = node
     http.state.settings = settings
-    return RealtimeApp(http, WebSocketEndpoint(node, settings), Lifespan(node, settings, freeze_gc))
+    http.state.drain = drain
+    return RealtimeApp(
+        ClosingHttp(http, drain),
+        WebSocketEndpoint(node, settings, drain),
+        Lifespan(node, settings, freeze_gc, drain),
+        http.state,
+    )
 
 
 class RealtimeApp:
@@ -113,11 +125,17 @@ class RealtimeApp:
     everything else (HTTP) to Starlette. A connection then keeps no routing or middleware
     frames alive."""
 
-    def __init__(self, http: Starlette, websocket: WebSocketEndpoint, lifespan: Lifespan) -> None:
+    def __init__(
+        self,
+        http: ClosingHttp,
+        websocket: WebSocketEndpoint,
+        lifespan: Lifespan,
+        state: State,
+    ) -> None:
         self.http = http
         self.websocket = websocket
         self.lifespan = lifespan
-        self.state = http.state
+        self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and scope["path"] == "/ws":

@@ -9,6 +9,9 @@ module chains a handler in front of uvicorn's that also cancels the start.
 A start that fails, times out or is interrupted is logged as one line, then reported to the
 server as ``lifespan.startup.failed`` with no message (uvicorn adds "Application startup
 failed. Exiting." and exits with code 3, before binding the port).
+
+Once started, a stop signal drains the instance before uvicorn's handler sees it
+(``drain.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from realtime.auth.notices import open_notices
 from realtime.config import Settings, describe
 from realtime.engine.node import Node
 from realtime.errors import StartError
+from realtime.server.drain import Drain, DrainOnSignal
 
 log = logging.getLogger("realtime")
 
@@ -38,10 +42,14 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 class Lifespan:
     """The ``lifespan`` scope of :class:`realtime.server.app.RealtimeApp`."""
 
-    def __init__(self, node: Node, settings: Settings, freeze_gc: bool = False) -> None:
+    def __init__(
+        self, node: Node, settings: Settings, freeze_gc: bool = False, drain: Drain | None = None
+    ) -> None:
         self.node = node
         self.settings = settings
         self.freeze_gc = freeze_gc
+        # Between start-up and shutdown a stop signal drains first (realtime.server.drain).
+        self._on_signal = DrainOnSignal(drain) if drain is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()
@@ -53,9 +61,13 @@ class Lifespan:
             await self._close()
             await send({"type": "lifespan.startup.failed", "message": ""})
             return
+        if self._on_signal is not None:
+            self._on_signal.install()
         await send({"type": "lifespan.startup.complete"})
         message = await receive()
         assert message["type"] == "lifespan.shutdown", message
+        if self._on_signal is not None:
+            self._on_signal.uninstall()
         await self._close()
         await send({"type": "lifespan.shutdown.complete"})
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import random
+import time
 from collections import deque
 from collections.abc import Coroutine
 from typing import Any
@@ -26,6 +28,7 @@ from realtime.engine.node import PUBLISH_FAILED, Node
 from realtime.errors import AuthError, FrameError
 from realtime.server import logs
 from realtime.server.direct import CLOSE_SLOW_CONSUMER, DirectConnection, DirectPath
+from realtime.server.drain import CLOSE_RESTARTING, Drain
 from realtime.server.expiry import Lease
 from realtime.server.limits import CLOSE_RATE_LIMITED, ConnectionLimits, Quotas
 from realtime.wire.frames import Outgoing
@@ -41,8 +44,12 @@ from realtime.wire.messages import (
 )
 
 log = logging.getLogger("realtime.server.websocket")
+# One line per connection opened and closed: its own logger, so it can be silenced alone.
+conn_log = logging.getLogger("realtime.connections")
 
 SLOW_CLOSE_TIMEOUT = 5.0
+# WS_MAX_CONNECTION_AGE_SECONDS varies by this fraction either way.
+AGE_JITTER = 0.1
 # Pipelined publishes one connection may have unanswered before its reads wait.
 MAX_IN_FLIGHT = 256
 
@@ -124,15 +131,16 @@ async def read_loop(
     lease: Lease | None = None,
     limits: ConnectionLimits | None = None,
     max_depth: int = 64,
-) -> None:
+) -> int | None:
     """Decode and act on each client message until the client goes; nothing a message does
     ends the loop, but flooding after being told does: then the peer is closed with
-    CLOSE_RATE_LIMITED."""
+    CLOSE_RATE_LIMITED. Returns the close code the connection ended with, if known."""
     in_flight: deque[asyncio.Future[None]] = deque()
     while True:
         event = await receive()
         if event["type"] != "websocket.receive":
-            return
+            code: int | None = event.get("code")
+            return code
         data = event.get("text")
         if data is None:
             data = event.get("bytes") or b""
@@ -144,7 +152,7 @@ async def read_loop(
             if limits is not None and limits.abusive:
                 log.warning("closing a flooding connection", extra={"user_id": peer.user_id})
                 peer.close(CLOSE_RATE_LIMITED, "rate limited")
-                return
+                return CLOSE_RATE_LIMITED
             peer.send(refusal(exc))
             continue
         if isinstance(message, Refresh) or (
@@ -217,9 +225,10 @@ class WebSocketEndpoint:
     """The raw ASGI app behind ``/ws``: every check that can refuse a connection runs before
     the upgrade is accepted, so a refused client costs one HTTP answer."""
 
-    def __init__(self, node: Node, settings: Settings) -> None:
+    def __init__(self, node: Node, settings: Settings, drain: Drain | None = None) -> None:
         self.node = node
         self.settings = settings
+        self.drain = drain if drain is not None else Drain(settings.shutdown_drain_seconds)
         self.auth = Authenticator(settings)
         self._direct = DirectPath()
         self._origins = frozenset(settings.ws_allowed_origins)
@@ -239,6 +248,8 @@ class WebSocketEndpoint:
             return
         headers = Headers(scope=scope)
         try:
+            if self.drain.draining:
+                raise AuthError("this instance is shutting down; try another", 503)
             self._check_origin(headers)
             identity = await self.auth.identify(headers, QueryParams(scope["query_string"]))
             self._check_capacity(identity.user_id)
@@ -247,11 +258,17 @@ class WebSocketEndpoint:
             return
         user_id = identity.user_id
         self._per_user[user_id] = self._per_user.get(user_id, 0) + 1
+        # Read before the direct path empties the scope; the proxy-resolved address.
+        client = _address(scope.get("client"))
         lease = None
+        aging: asyncio.TimerHandle | None = None
+        peer: DirectConnection | Connection | None = None
+        code: int | None = None
+        instance = number = "-"
+        opened = time.monotonic()
         try:
             await send({"type": "websocket.accept"})
             limit, max_bytes = self.settings.ws_send_queue_size, self.settings.ws_send_queue_bytes
-            peer: DirectConnection | Connection | None
             peer = self._direct.connect(scope, user_id, limit, max_bytes)
             if peer is None:
                 peer = Connection(send, user_id, limit, max_bytes)
@@ -259,11 +276,30 @@ class WebSocketEndpoint:
                 lease = Lease(peer, self.auth, self.node, self.settings.jwt_expiry_grace)
                 lease.start(identity.expires)
             self.node.connect(peer, identity.grants)
+            instance, _, number = self.node.conn_id(peer).rpartition(".")
+            conn_log.info(
+                "ws open %s user=%r instance=%s conn=%s", client, user_id, instance, number
+            )
+            self.drain.add(peer)
+            aging = self._age(peer)
             if isinstance(peer, DirectConnection):
-                await self._serve_direct(peer, receive, lease)
+                code = await self._serve_direct(peer, receive, lease)
             else:
-                await self._serve_asgi(receive, send, peer, lease)
+                code = await self._serve_asgi(receive, send, peer, lease)
         finally:
+            if aging is not None:
+                aging.cancel()
+            if peer is not None:
+                self.drain.discard(peer)
+                conn_log.info(
+                    "ws closed %s user=%r instance=%s conn=%s code=%s after %.1fs",
+                    client,
+                    user_id,
+                    instance,
+                    number,
+                    "-" if code is None else code,
+                    time.monotonic() - opened,
+                )
             if lease is not None:
                 lease.cancel()
             left = self._per_user[user_id] - 1
@@ -271,6 +307,17 @@ class WebSocketEndpoint:
                 self._per_user[user_id] = left
             else:
                 del self._per_user[user_id]
+
+    def _age(self, peer: DirectConnection | Connection) -> asyncio.TimerHandle | None:
+        """WS_MAX_CONNECTION_AGE_SECONDS: close with 1012 after the age, +-10% (as gRPC's
+        MaxConnectionAge) so connections opened together do not all reconnect together."""
+        age = self.settings.ws_max_connection_age
+        if age is None:
+            return None
+        delay = age * random.uniform(1 - AGE_JITTER, 1 + AGE_JITTER)
+        return asyncio.get_running_loop().call_later(
+            delay, peer.close, CLOSE_RESTARTING, "maximum connection age"
+        )
 
     def _check_origin(self, headers: Headers) -> None:
         # Browsers always send Origin; other clients (the seed's included) usually send none,
@@ -291,7 +338,7 @@ class WebSocketEndpoint:
 
     def _reader(
         self, receive: Receive, peer: DirectConnection | Connection, lease: Lease | None
-    ) -> Coroutine[Any, Any, None]:
+    ) -> Coroutine[Any, Any, int | None]:
         limits = ConnectionLimits(self._quotas)
         return read_loop(receive, peer, self.node, lease, limits, self.settings.json_max_depth)
 
@@ -305,23 +352,27 @@ class WebSocketEndpoint:
 
     async def _serve_direct(
         self, peer: DirectConnection, receive: Receive, lease: Lease | None
-    ) -> None:
+    ) -> int | None:
         # No writer task: sends go straight to the transport; this task is the reader.
         try:
-            await self._reader(receive, peer, lease)
+            code = await self._reader(receive, peer, lease)
         finally:
             peer.detach()
             await self.node.disconnect(peer)
         if peer.slow:
             log.warning("closed slow consumer", extra={"user_id": peer.user_id})
+        return code
 
     async def _serve_asgi(
         self, receive: Receive, send: Send, peer: Connection, lease: Lease | None
-    ) -> None:
+    ) -> int | None:
         reader = asyncio.create_task(self._reader(receive, peer, lease))
         writer = peer.writer = asyncio.create_task(peer.write_loop())
+        code = None
         try:
             await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+            if reader.done() and not reader.cancelled() and reader.exception() is None:
+                code = reader.result()
         finally:
             for task in (reader, writer):
                 task.cancel()
@@ -329,14 +380,24 @@ class WebSocketEndpoint:
                 if isinstance(result, Exception) and not isinstance(result, OSError):
                     log.error("connection loop failed", exc_info=result)
             await self.node.disconnect(peer)
-        if peer.closing is not None:
-            code, reason = peer.closing
-            if peer.slow:
-                log.warning("closing slow consumer", extra={"user_id": peer.user_id})
-            try:
-                await asyncio.wait_for(
-                    send({"type": "websocket.close", "code": code, "reason": reason}),
-                    SLOW_CLOSE_TIMEOUT,
-                )
-            except Exception as exc:  # the client is gone or still not reading
-                log.debug("close %d not sent: %s", code, exc)
+        if peer.closing is None:
+            return code
+        code, reason = peer.closing
+        if peer.slow:
+            log.warning("closing slow consumer", extra={"user_id": peer.user_id})
+        try:
+            await asyncio.wait_for(
+                send({"type": "websocket.close", "code": code, "reason": reason}),
+                SLOW_CLOSE_TIMEOUT,
+            )
+        except Exception as exc:  # the client is gone or still not reading
+            log.debug("close %d not sent: %s", code, exc)
+        return code
+
+
+def _address(client: Any) -> str:
+    """``host:port`` of an ASGI scope's ``client`` (as TRUSTED_PROXIES resolved it)."""
+    if not client:
+        return "-"
+    host, port = client[0], client[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"

@@ -47,9 +47,14 @@ def build_node(settings: Settings) -> Node:
             settings.presence_ttl,
             settings.presence_max_members,
             publish_in_script=not sharded,
+            leave_grace=settings.presence_leave_grace,
         )
     else:
-        store = MemoryPresence(settings.presence_ttl, settings.presence_max_members)
+        store = MemoryPresence(
+            settings.presence_ttl,
+            settings.presence_max_members,
+            leave_grace=settings.presence_leave_grace,
+        )
         # The in-process broker carries presence too when it carries broadcasts (one bus, one
         # delivery queue); any other broker gets an in-process presence bus beside it.
         presence_bus = broker if settings.broker == "memory" else MemoryBroker()
@@ -64,6 +69,7 @@ def build_node(settings: Settings) -> Node:
         start_timeout=settings.start_timeout,
         max_message_bytes=settings.broker_max_message_bytes,
         permissions=permissions(settings),
+        leave_grace=settings.presence_leave_grace,
     )
 
 

@@ -60,6 +60,7 @@ class Settings:
     presence_max_members: int
     presence_diff_window_ms: int
     presence_order_wait_ms: int
+    presence_leave_grace: float
     broker: str
     cors_origins: tuple[str, ...]
     api_keys: tuple[ApiKey, ...] = field(repr=False)
@@ -157,6 +158,14 @@ def load_settings(
         ),
         presence_order_wait_ms=parse(
             env, "PRESENCE_ORDER_WAIT_MS", int, "a whole number of milliseconds, 0 to 1000", 0, 1000
+        ),
+        presence_leave_grace=parse(
+            env,
+            "PRESENCE_LEAVE_GRACE_SECONDS",
+            float,
+            "a number of seconds from 0 to 3600",
+            0,
+            3600,
         ),
         broker=broker,
         cors_origins=origins,

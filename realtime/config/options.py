@@ -40,6 +40,11 @@ OPTIONS: tuple[Option, ...] = (
         "100",
         "how long an event ahead of a missing one waits for it before a resync (0..1000)",
     ),
+    Option(
+        "PRESENCE_LEAVE_GRACE_SECONDS",
+        "0",
+        "seconds a closed connection's user stays present, so a quick reconnect is no leave",
+    ),
     Option("BROADCAST_MQ_TYPE", "redis", "broker plugin name (entry point realtime.brokers)"),
     Option("BROADCAST_MQ_ADDR", None, "broker address; the redis broker defaults to REDIS_*"),
     Option("BROADCAST_MQ_PASSWORD", None, "broker password (redis broker)"),

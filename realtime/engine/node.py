@@ -90,11 +90,21 @@ def _addressed(kind: Kind, channel: str, data: bytes) -> BusMessage | None:
 
 
 class Membership:
-    """Each connection's entries in the presence store, joined (or updated) and left."""
+    """Each connection's entries in the presence store, joined (or updated) and left.
 
-    def __init__(self, store: PresenceStore, admission: Admission) -> None:
+    With a leave grace, a closed connection's entries linger in the store instead of leaving:
+    the user's leave is announced by a reaper at the end of the grace unless the user joins
+    again first. A ``presence_leave`` frame is a deliberate leave and stays immediate.
+    """
+
+    def __init__(self, store: PresenceStore, admission: Admission, leave_grace: float = 0) -> None:
         self._store = store
         self._admission = admission
+        self._grace = leave_grace
+        # channel -> when this instance's last lingering entry there ends (monotonic seconds):
+        # until a little after, this instance serves (so reaps) the channel, even when none of
+        # its clients is in it any more, so the leave comes on time with no observer here.
+        self._lingering: dict[str, float] = {}
 
     async def join(self, peer: Peer, state: PeerState, channel: str, meta: Meta) -> None:
         self._admission.meta(peer, channel, meta)
@@ -109,6 +119,28 @@ class Membership:
         # On PresenceError the entry expires by itself and the reaper announces the leave then.
         with refusing(channel):
             await self._store.leave(channel, state.conn, peer.user_id)
+
+    async def closed(self, peer: Peer, state: PeerState, channel: str) -> None:
+        """The connection closed: its entry leaves now (no grace) or lingers through it."""
+        if self._grace <= 0:
+            await self.leave(peer, state, channel)
+            return
+        if state.joined.pop(channel, None) is None:
+            return
+        # On PresenceError the entry expires by itself (TTL) and the reaper announces the leave.
+        with refusing(channel):
+            if await self._store.linger(channel, state.conn, peer.user_id):
+                self._lingering[channel] = time.monotonic() + self._grace
+
+    def lingering(self, margin: float) -> set[str]:
+        """Channels where entries this instance let linger end less than ``margin`` ago."""
+        if not self._lingering:
+            return set()
+        now = time.monotonic()
+        for channel, until in list(self._lingering.items()):
+            if until + margin < now:
+                del self._lingering[channel]
+        return set(self._lingering)
 
 
 class Node:
@@ -125,6 +157,7 @@ class Node:
         start_timeout: float,
         max_message_bytes: int,
         permissions: Permissions | None = None,
+        leave_grace: float = 0,
     ) -> None:
         self.start_timeout = start_timeout
         self.brokers: dict[Kind, Broker] = {BROADCAST: broker, PRESENCE: presence_bus}
@@ -135,7 +168,7 @@ class Node:
         self.permissions = permissions or Permissions()
         self._admission = Admission(self.permissions, max_message_bytes, max_meta_bytes)
         self._peers = Peers()
-        self._members = Membership(store, self._admission)
+        self._members = Membership(store, self._admission, leave_grace)
         watchers = functools.partial(self.hub.local, PRESENCE)
         self._views = PresenceViews(store.sync, watchers, self._reassert, diff_window, order_wait)
         self._upkeep = Upkeep(
@@ -201,7 +234,7 @@ class Node:
         self._views.drop_peer(peer)
         for channel in list(state.joined):
             try:
-                await self._members.leave(peer, state, channel)
+                await self._members.closed(peer, state, channel)
             except FrameError as exc:
                 log.warning("presence leave on close failed: %s", exc, extra={"channel": channel})
         for channel, kinds in state.listening.items():
@@ -311,7 +344,9 @@ class Node:
     # --- what the upkeep and the views ask of the node ------------------------------------------
 
     def _served(self) -> set[str]:
-        return self._peers.joined() | self._views.channels()
+        # Two reaper periods after a lingering entry's end: at least one tick reaps it here.
+        lingering = self._members.lingering(2 * self._upkeep.reap_interval)
+        return self._peers.joined() | self._views.channels() | lingering
 
     def _reassert(self, channel: str) -> None:
         self._upkeep.reassert(channel)

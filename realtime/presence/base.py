@@ -46,8 +46,16 @@ class PresenceStore(Protocol):
 
     - ``join`` adds or refreshes the connection's entry and writes the user's meta; it emits
       ``presence_join`` when the user had no connection in the channel, else ``presence_update``,
-      and returns that type. Over the member cap it raises :class:`PresenceFull`.
-    - ``leave`` drops the entry; ``presence_leave`` goes out only with the user's last one.
+      and returns that type. A user whose entries are all in their leave grace is back: the
+      graced entries go, and only a changed meta is an event (``presence_update``); the same
+      meta is none, and ``join`` returns ``""``. Over the member cap it raises
+      :class:`PresenceFull`.
+    - ``leave`` drops the entry; ``presence_leave`` goes out only with the user's last one. A
+      deliberate leave: entries of the user still in their grace go with it.
+    - ``linger`` (a connection closed) keeps the entry, unrefreshed, for the store's leave grace
+      when it is the user's last live one, so the reaper announces the leave only at the end of
+      the grace; it returns True when the entry lingers. With another live connection of the
+      user it drops the entry as ``leave`` would (no event).
     - ``refresh`` pushes the entries' expiry ``ttl`` ahead and re-adds (with a join event) any
       the store lost; it returns how many it re-added.
     - ``reap`` drops expired entries of ``channels``, announcing each user left, exactly once.
@@ -59,6 +67,8 @@ class PresenceStore(Protocol):
     async def join(self, channel: str, conn: str, member: Member) -> str: ...
 
     async def leave(self, channel: str, conn: str, user_id: str) -> bool: ...
+
+    async def linger(self, channel: str, conn: str, user_id: str) -> bool: ...
 
     async def refresh(self, entries: Sequence[Entry]) -> int: ...
 

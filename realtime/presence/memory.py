@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from realtime.errors import PresenceFull
 from realtime.presence.base import ChannelState, Entry, Publish, Snapshot
-from realtime.wire.messages import Member, bus_presence_body, complete_presence
+from realtime.wire.messages import Member, bus_presence_body, complete_presence, encode
 
 # Seconds an emptied channel is kept once no reap tick names it (ticks are at most 1 s apart).
 FORGET_AFTER = 5.0
@@ -35,14 +35,23 @@ class _Channel:
     members: dict[str, Member] = field(default_factory=dict)
     # user id -> connection id -> expiry (monotonic seconds)
     conns: dict[str, dict[str, float]] = field(default_factory=dict)
+    # user id -> the user's connections in their leave grace (closed, leave not announced)
+    graced: dict[str, set[str]] = field(default_factory=dict)
     version: int = 0
     # While the channel is empty: when a reap last named it (monotonic seconds).
     wanted: float = 0.0
 
 
 class MemoryPresence:
-    def __init__(self, ttl: int, max_members: int = 0, forget_after: float | None = None) -> None:
+    def __init__(
+        self,
+        ttl: int,
+        max_members: int = 0,
+        forget_after: float | None = None,
+        leave_grace: float = 0.0,
+    ) -> None:
         self._ttl = ttl
+        self._grace = leave_grace
         self._max_members = max_members
         self._forget_after = FORGET_AFTER if forget_after is None else forget_after
         self._channels: dict[str, _Channel] = {}
@@ -110,21 +119,71 @@ class MemoryPresence:
             ):
                 raise PresenceFull(f"channel {channel!r} has {self._max_members} members already")
             conns = state.conns.setdefault(member.user_id, {})
+            graced = state.graced.get(member.user_id)
+            # Every entry of the user is in its leave grace: the user is back before the leave
+            # was announced. Observers saw nothing go, so they see nothing come: only a new
+            # meta is news (compared as the Redis store does: the same JSON bytes).
+            back = conn not in conns and graced is not None and len(graced) == len(conns)
             kind = "presence_update" if conns else "presence_join"
+            # With a grace, a new connection of a present user (back, or the old connection's
+            # close not known yet: a reconnect races it) with the same meta is no change.
+            again = self._grace > 0 and conn not in conns and bool(conns)
+            if back:
+                assert graced is not None
+                for gone in graced:
+                    del conns[gone]
+                del state.graced[member.user_id]
             conns[conn] = time.monotonic() + self._ttl
+            stored = state.members.get(member.user_id)
+            if again and stored is not None and encode(stored.meta) == encode(member.meta):
+                return ""
+            if back and stored is None:
+                kind = "presence_join"
             state.members[member.user_id] = member
             await self._emit(kind, channel, state, member)
             return kind
 
     async def leave(self, channel: str, conn: str, user_id: str) -> bool:
         async with self._lock:
+            state = self._channels.get(channel)
+            conns = state.conns.get(user_id) if state is not None else None
+            if state is not None and conns is not None and conn in conns:
+                graced = state.graced.get(user_id, set())
+                if len(conns) - 1 == len(graced - {conn}) > 0:
+                    # A deliberate leave is immediate: the user's connections still in their
+                    # leave grace (closed earlier) do not hold the member.
+                    for gone in graced:
+                        conns.pop(gone, None)
+                    state.graced.pop(user_id, None)
             return await self._drop(channel, user_id, conn)
+
+    async def linger(self, channel: str, conn: str, user_id: str) -> bool:
+        async with self._lock:
+            state = self._channels.get(channel)
+            conns = state.conns.get(user_id) if state is not None else None
+            if state is None or conns is None or conn not in conns:
+                return False
+            graced = state.graced.get(user_id, set())
+            if conn in graced:
+                return False
+            if len(conns) > len(graced) + 1:
+                # Another live connection holds the user: this one goes as without a grace.
+                await self._drop(channel, user_id, conn)
+                return False
+            state.graced.setdefault(user_id, set()).add(conn)
+            conns[conn] = time.monotonic() + self._grace
+            return True
 
     async def _drop(self, channel: str, user_id: str, conn: str) -> bool:
         state = self._channels.get(channel)
         conns = state.conns.get(user_id) if state is not None else None
         if state is None or conns is None or conns.pop(conn, None) is None:
             return False
+        graced = state.graced.get(user_id)
+        if graced is not None:
+            graced.discard(conn)
+            if not graced:
+                del state.graced[user_id]
         if conns:
             return False
         del state.conns[user_id]
@@ -141,6 +200,9 @@ class MemoryPresence:
         async with self._lock:
             expires = time.monotonic() + self._ttl
             for channel, conn, member in entries:
+                known = self._channels.get(channel)
+                if known is not None and conn in known.graced.get(member.user_id, ()):
+                    continue  # its connection closed while this refresh was on its way
                 state = self._channel(channel)
                 conns = state.conns.setdefault(member.user_id, {})
                 if conn not in conns:

@@ -7,7 +7,9 @@ Per channel ``c``, all in one cluster slot (``presence:c`` hashes like the tag `
 - ``{presence:c}:conns``: sorted set ``"<connection id> <user id>"`` -> that entry's expiry;
 - ``{presence:c}:count``: hash user id -> how many connection entries the user has;
 - ``{presence:c}:version``: the channel's version, incremented with every event;
-- ``{presence:c}:epoch``: set when the version starts from 1, so a reset is visible.
+- ``{presence:c}:epoch``: set when the version starts from 1, so a reset is visible;
+- ``{presence:c}:graced``: hash user id -> the user's connections in their leave grace
+  (closed, not announced yet), space-separated connection ids.
 
 Every change runs as one Lua script that decides join/update/leave, increments the version and
 PUBLISHes the event on ``presence.c`` with that ``seq``: two instances racing cannot double-join
@@ -20,6 +22,7 @@ the hash) are listed as the seed lists them.
 from __future__ import annotations
 
 import functools
+import math
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 from typing import Any
@@ -42,7 +45,7 @@ PIPELINE_BATCH = 200  # script calls per pipeline round trip
 # is gone within minutes (it starts again at 1 under a new epoch, as after a Redis restart).
 VERSION_TTL = 600
 
-# KEYS: hash, expiry, conns, count, version, epoch.
+# KEYS: hash, expiry, conns, count, version, epoch, graced.
 # ARGV: topic, key ttl, version ttl, channel as JSON, "1" to PUBLISH here (else the events are
 # returned, in order, for the caller to publish), then the script's own.
 # Every script returns {its result, the events it did not publish}.
@@ -76,11 +79,58 @@ local function emit(kind, body)
 end
 
 local function keep()
-  for i = 1, 4 do redis.call('EXPIRE', KEYS[i], key_ttl) end
+  for _, i in ipairs({1, 2, 3, 4, 7}) do redis.call('EXPIRE', KEYS[i], key_ttl) end
+end
+
+-- The user's connections in their leave grace: entries still counted, no longer refreshed.
+local function graced(user)
+  local conns = {}
+  local list = redis.call('HGET', KEYS[7], user)
+  if list then
+    for conn in string.gmatch(list, '%S+') do conns[#conns + 1] = conn end
+  end
+  return conns
+end
+
+local function is_graced(user, conn)
+  for _, c in ipairs(graced(user)) do
+    if c == conn then return true end
+  end
+  return false
+end
+
+local function set_graced(user, conns)
+  if #conns == 0 then
+    redis.call('HDEL', KEYS[7], user)
+  else
+    redis.call('HSET', KEYS[7], user, table.concat(conns, ' '))
+  end
+end
+
+local function ungrace(user, conn)
+  local conns = graced(user)
+  for i, c in ipairs(conns) do
+    if c == conn then
+      table.remove(conns, i)
+      set_graced(user, conns)
+      return
+    end
+  end
+end
+
+-- Drop the user's graced entries (no event: the caller decides what the user's change is).
+local function forget_graced(user)
+  for _, conn in ipairs(graced(user)) do
+    if redis.call('ZREM', KEYS[3], conn .. ' ' .. user) == 1 then
+      redis.call('HINCRBY', KEYS[4], user, -1)
+    end
+  end
+  redis.call('HDEL', KEYS[7], user)
 end
 
 local function drop_user(user)
   redis.call('HDEL', KEYS[4], user)
+  redis.call('HDEL', KEYS[7], user)
   redis.call('ZREM', KEYS[2], user)
   if redis.call('HDEL', KEYS[1], user) == 1 then
     local u = cjson.encode(user)
@@ -89,9 +139,15 @@ local function drop_user(user)
   end
 end
 
+local function split(entry)
+  local space = string.find(entry, ' ', 1, true)
+  return string.sub(entry, 1, space - 1), string.sub(entry, space + 1)
+end
+
 local function drop_conn(entry)
   if redis.call('ZREM', KEYS[3], entry) == 0 then return end
-  local user = string.sub(entry, string.find(entry, ' ', 1, true) + 1)
+  local conn, user = split(entry)
+  ungrace(user, conn)
   if redis.call('HINCRBY', KEYS[4], user, -1) <= 0 then drop_user(user) end
 end
 
@@ -112,7 +168,12 @@ local function state()
 end
 """
 
-# ARGV[6..]: entry, user, member JSON, ttl, max members (0: no cap), event body.
+# ARGV[6..]: entry, user, member JSON, ttl, max members (0: no cap), event body, the member
+# JSON up to its updated_at (user and meta: what a return within the leave grace compares),
+# "1" when a leave grace is set. Returns {seq, kind}: seq -1 when full; kind 'none' (seq 0)
+# when the user came back within the grace with the same meta, which is no change at all;
+# with a grace, so is a new connection of a present user with the same meta (the old one's
+# close may not be known yet: a reconnect often races it).
 _JOIN = """
 local entry, user = ARGV[6], ARGV[7]
 local expires = now + tonumber(ARGV[9])
@@ -123,22 +184,71 @@ if not known and n == 0 and max > 0 and redis.call('HEXISTS', KEYS[1], user) == 
     and redis.call('HLEN', KEYS[1]) >= max then
   return {{-1, 'full'}, out}
 end
+-- Every entry of the user is in its leave grace: the user is back before the leave was
+-- announced. Observers saw nothing go, so they see nothing come: only a new meta is news.
+local back = not known and n > 0 and n == #graced(user)
+if back then
+  forget_graced(user)
+  n = tonumber(redis.call('HGET', KEYS[4], user) or '0')
+end
 redis.call('ZADD', KEYS[3], expires, entry)
 if not known then n = redis.call('HINCRBY', KEYS[4], user, 1) end
-redis.call('HSET', KEYS[1], user, ARGV[8])
 redis.call('ZADD', KEYS[2], 'GT', expires, user)
+local stored = redis.call('HGET', KEYS[1], user)
+local again = back or (ARGV[13] == '1' and not known and n > 1)
+if again and stored and string.sub(stored, 1, #ARGV[12]) == ARGV[12] then
+  keep()
+  return {{0, 'none'}, out}
+end
+redis.call('HSET', KEYS[1], user, ARGV[8])
 keep()
 local kind = 'update'
-if not known and n == 1 then kind = 'join' end
+if (not known and n == 1 and not back) or (back and not stored) then kind = 'join' end
 return {{emit(kind, ARGV[11]), kind}, out}
 """
 
 # ARGV[6]: entry.
 _LEAVE = """
 local before = redis.call('GET', KEYS[5])
-drop_conn(ARGV[6])
+if redis.call('ZSCORE', KEYS[3], ARGV[6]) then
+  local _, user = split(ARGV[6])
+  drop_conn(ARGV[6])
+  -- A deliberate leave is immediate: connections of the user still in their leave grace
+  -- (closed earlier) do not hold the member.
+  local n = tonumber(redis.call('HGET', KEYS[4], user) or '0')
+  if n > 0 and n == #graced(user) then
+    forget_graced(user)
+    drop_user(user)
+  end
+end
 if redis.call('GET', KEYS[5]) ~= before then return {1, out} end
 return {0, out}
+"""
+
+# ARGV[6]: entry, ARGV[7]: grace (seconds). A closed connection's entry stays, unrefreshed,
+# until the grace is over, so the user's leave is announced then (by the reaper of any
+# instance serving the channel), unless the user joins again first. Returns 1 when the
+# entry lingers, 0 when it was gone already or another live connection holds the user (then
+# it is dropped at once, as without a grace: that is no event either).
+_LINGER = """
+local entry = ARGV[6]
+if not redis.call('ZSCORE', KEYS[3], entry) then return {0, out} end
+local conn, user = split(entry)
+local conns = graced(user)
+for _, c in ipairs(conns) do
+  if c == conn then return {0, out} end
+end
+if tonumber(redis.call('HGET', KEYS[4], user) or '0') > #conns + 1 then
+  drop_conn(entry)
+  return {0, out}
+end
+local expires = now + tonumber(ARGV[7])
+redis.call('ZADD', KEYS[3], expires, entry)
+redis.call('ZADD', KEYS[2], 'GT', expires, user)
+conns[#conns + 1] = conn
+set_graced(user, conns)
+keep()
+return {1, out}
 """
 
 # ARGV[6]: ttl; then per entry: entry, user, member JSON, event body.
@@ -148,9 +258,16 @@ local added = 0
 for i = 7, #ARGV, 4 do
   local entry, user = ARGV[i], ARGV[i + 1]
   local known = redis.call('ZSCORE', KEYS[3], entry)
-  redis.call('ZADD', KEYS[3], expires, entry)
-  redis.call('ZADD', KEYS[2], 'GT', expires, user)
-  if known then
+  local conn = split(entry)
+  -- An entry whose connection closed while this refresh was on its way keeps its grace.
+  local lingers = known and is_graced(user, conn)
+  if not lingers then
+    redis.call('ZADD', KEYS[3], expires, entry)
+    redis.call('ZADD', KEYS[2], 'GT', expires, user)
+  end
+  if lingers then
+    -- nothing: the reaper ends it at the end of its grace
+  elseif known then
     if redis.call('HEXISTS', KEYS[1], user) == 0 then
       redis.call('HSET', KEYS[1], user, ARGV[i + 2])
     end
@@ -222,8 +339,16 @@ def expiry_key(channel: str) -> str:
 
 def channel_keys(channel: str) -> list[str]:
     tag = key_tag(channel)
-    suffixes = ("expiry", "conns", "count", "version", "epoch")
+    suffixes = ("expiry", "conns", "count", "version", "epoch", "graced")
     return [hash_key(channel), *(f"{tag}:{suffix}" for suffix in suffixes)]
+
+
+def member_prefix(member: Member) -> bytes:
+    """``member``'s stored JSON up to its ``updated_at``: the same bytes mean the same user and
+    meta (msgspec writes the fields in order and a meta's keys as given)."""
+    data = encode(member)
+    cut = data.rindex(b',"updated_at":')
+    return data[: cut + len(b',"updated_at":')]
 
 
 def _text(value: Any) -> str:
@@ -245,17 +370,20 @@ class RedisPresence:
         max_members: int = 0,
         *,
         publish_in_script: bool = True,
+        leave_grace: float = 0.0,
     ) -> None:
         self._client = client
         self._cluster = isinstance(client, aioredis.RedisCluster)
         self._in_script = publish_in_script
         self._publish: Publish | None = None
         self._ttl = ttl
-        # Longer than a member's expiry, so the reaper always finds what it has to announce.
-        self._key_ttl = 2 * ttl + 5
+        self._grace = leave_grace
+        # Longer than a member's expiry or grace, so the reaper finds what it has to announce.
+        self._key_ttl = 2 * ttl + 5 + math.ceil(leave_grace)
         self._max_members = max_members
         self._join = client.register_script(_PRELUDE + _JOIN)
         self._leave = client.register_script(_PRELUDE + _LEAVE)
+        self._linger = client.register_script(_PRELUDE + _LINGER)
         self._refresh = client.register_script(_PRELUDE + _REFRESH)
         self._reap = client.register_script(_PRELUDE + _REAP)
         self._sync = client.register_script(_PRELUDE + _SYNC)
@@ -290,15 +418,22 @@ class RedisPresence:
             self._ttl,
             self._max_members,
             bus_presence_body(channel, member),
+            member_prefix(member),
+            "1" if self._grace > 0 else "0",
         ]
         seq, kind = await self._call(self._join, channel, args, "write")
         if seq == -1:
             raise PresenceFull(f"channel {channel!r} has {self._max_members} members already")
-        return f"presence_{_text(kind)}"
+        kind = _text(kind)
+        return "" if kind == "none" else f"presence_{kind}"
 
     async def leave(self, channel: str, conn: str, user_id: str) -> bool:
         args = [*self._head(channel), f"{conn} {user_id}"]
         return bool(await self._call(self._leave, channel, args, "write"))
+
+    async def linger(self, channel: str, conn: str, user_id: str) -> bool:
+        args = [*self._head(channel), f"{conn} {user_id}", self._grace]
+        return bool(await self._call(self._linger, channel, args, "write"))
 
     async def refresh(self, entries: Sequence[Entry]) -> int:
         by_channel: dict[str, list[Entry]] = defaultdict(list)

@@ -47,7 +47,7 @@ class Events:
         return [e["seq"] for e in self.in_order()]
 
 
-# (ttl, max_members) -> a new store on the shared backend; every store of one test sees the
+# (ttl, max_members, grace) -> a new store on the shared backend; every store of one test sees the
 # others' state, as gateway instances on one Redis do.
 Factory = Callable[..., Awaitable[PresenceStore]]
 
@@ -65,10 +65,12 @@ async def backend(
             assert ch == channel
             events.items.append(json.loads(data))
 
-        async def make_memory(ttl: int = 60, max_members: int = 0) -> PresenceStore:
+        async def make_memory(
+            ttl: int = 60, max_members: int = 0, grace: float = 0
+        ) -> PresenceStore:
             # One process has one memory store: "instances" share it.
             if "store" not in shared:
-                shared["store"] = MemoryPresence(ttl, max_members)
+                shared["store"] = MemoryPresence(ttl, max_members, leave_grace=grace)
                 await shared["store"].start(publish)
                 stores.append(shared["store"])
             return shared["store"]
@@ -83,8 +85,16 @@ async def backend(
             assert ch == channel
             events.items.append(json.loads(data))
 
-        async def make_outside(ttl: int = 60, max_members: int = 0) -> PresenceStore:
-            store = RedisPresence(connect(server.url), ttl, max_members, publish_in_script=False)
+        async def make_outside(
+            ttl: int = 60, max_members: int = 0, grace: float = 0
+        ) -> PresenceStore:
+            store = RedisPresence(
+                connect(server.url),
+                ttl,
+                max_members,
+                publish_in_script=False,
+                leave_grace=grace,
+            )
             await store.start(publish_outside)
             stores.append(store)
             return store
@@ -104,8 +114,10 @@ async def backend(
 
         task = asyncio.create_task(pump())
 
-        async def make_redis(ttl: int = 60, max_members: int = 0) -> PresenceStore:
-            store = RedisPresence(connect(redis.url), ttl, max_members)
+        async def make_redis(
+            ttl: int = 60, max_members: int = 0, grace: float = 0
+        ) -> PresenceStore:
+            store = RedisPresence(connect(redis.url), ttl, max_members, leave_grace=grace)
             stores.append(store)
             return store
 
@@ -226,7 +238,7 @@ async def test_an_unserved_channels_version_expires_in_minutes_a_served_ones_las
 ) -> None:
     store = RedisPresence(connect(redis.url), 60)
     raw = aioredis.Redis.from_url(redis.url)
-    version, epoch = channel_keys(channel)[4:]
+    version, epoch = channel_keys(channel)[4:6]
     try:
         await store.join(channel, "i.1", Member("a"))
         await store.leave(channel, "i.1", "a")

@@ -281,8 +281,8 @@ async def test_sigterm_one_instance_behind_nginx(
                     # instance 2, which the observer receives after anything published before.
                     await asyncio.sleep(max(0.0, stopped_at + grace + 1 - time.monotonic()))
                     async with ws_client(f"{g2.ws_url}?user_id=marker") as marker:
-                        await marker.subscribe(channel, "broadcast")
-                        await marker.request({"type": "presence_join", "channel": channel})
+                        # No subscription: nothing else reaches the marker; no ack awaited.
+                        await marker.send({"type": "presence_join", "channel": channel})
                         await wait_until_async(
                             lambda: "marker" in observer.joins, 5, message="the marker's join"
                         )

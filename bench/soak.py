@@ -498,9 +498,15 @@ async def soak(
         churn_start = time.monotonic()
         print(f"{args.connections} connections after {churn_start - start:.1f} s")
         sampling = asyncio.create_task(sampler(run, start))
-        # Kept-alive connections retire before uvicorn closes idle ones (5 s), so no request
-        # races a server-side close (an HTTP client's known race, not the gateway's fault).
-        http = httpx.AsyncClient(timeout=REQUEST_TIMEOUT, limits=httpx.Limits(keepalive_expiry=2))
+        # A new connection per HTTP publish. A kept-alive one raced uvicorn's close of idle
+        # connections (5 s after it sent the last response): retiring them after 2 s was not
+        # enough, as the driver's clock starts when it reads the response, and a driver starved
+        # of CPU reads late and writes its next request late; a request written as the server
+        # closes is reset unread (httpx's ReadError, no answer: twice in the 10-minute run).
+        # That is HTTP/1.1's keep-alive race, a client's to retry, not the gateway's loss.
+        http = httpx.AsyncClient(
+            timeout=REQUEST_TIMEOUT, limits=httpx.Limits(max_keepalive_connections=0)
+        )
         publishing = asyncio.create_task(publish_loop(run, http, publishers))
         await asyncio.sleep(args.warmup)
         warm = sample(run, start)

@@ -120,7 +120,7 @@ async def test_the_leave_comes_when_the_instance_that_held_the_user_stopped(
 ) -> None:
     # All closed at once on SIGTERM (the drain would spread the closes over its 5 s, and the
     # grace counts from each close, not from the signal).
-    grace = {"PRESENCE_LEAVE_GRACE_SECONDS": str(GRACE), "SHUTDOWN_DRAIN_SECONDS": "0"}
+    grace = {"PRESENCE_LEAVE_GRACE_SECONDS": str(GRACE)}
     async with gateways(redis, tmp_path, 2, **grace) as (g1, g2):
         async with (
             watching(g2.ws_url, channel) as w,

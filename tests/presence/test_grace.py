@@ -118,8 +118,6 @@ async def test_a_user_who_moves_within_the_grace_is_no_leave_and_no_join(
 async def test_the_leave_comes_when_the_instance_that_held_the_user_stopped(
     redis: RedisServer, tmp_path: Path, channel: str
 ) -> None:
-    # All closed at once on SIGTERM (the drain would spread the closes over its 5 s, and the
-    # grace counts from each close, not from the signal).
     grace = {"PRESENCE_LEAVE_GRACE_SECONDS": str(GRACE)}
     async with gateways(redis, tmp_path, 2, **grace) as (g1, g2):
         async with (

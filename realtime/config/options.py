@@ -113,6 +113,11 @@ OPTIONS: tuple[Option, ...] = (
         "2",
         "seconds a probe (publish and its return) or a store ping may take before /readyz is red",
     ),
+    Option(
+        "SERVER_API_TIMEOUT_SECONDS",
+        "1",
+        "how long the server API waits for every instance's answer (channels, disconnect)",
+    ),
     Option("WS_SEND_QUEUE_SIZE", "1024", "frames queued per connection before it closes 4008"),
     # 16 MiB: more than the presence_sync of a full 100,000-member channel (about 13 MB with
     # ~90-byte metas) and 16 times what the frame bound lets through at 1 KB a frame, so a

@@ -20,8 +20,8 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Literal
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Literal
 
 import msgspec
 
@@ -111,13 +111,22 @@ class Control:
                 await task
 
     async def _hello(self) -> None:
-        hello = _encode(Request("hello", self.instance))
         while True:
-            try:
-                await self.broker.publish(BROADCAST, CONTROL_CHANNEL, hello)
-            except Exception as exc:  # a broker down: the next hello tries again
-                log.warning("control hello not published: %s", exc)
+            await self._say_hello()
             await asyncio.sleep(HELLO_INTERVAL)
+
+    async def _say_hello(self) -> None:
+        try:
+            await self.broker.publish(
+                BROADCAST, CONTROL_CHANNEL, _encode(Request("hello", self.instance))
+            )
+        except Exception as exc:  # a broker down: the next hello tries again
+            log.warning("control hello not published: %s", exc)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._answers.add(task)
+        task.add_done_callback(self._answers.discard)
 
     def known(self) -> set[str]:
         now = self._clock()
@@ -134,9 +143,14 @@ class Control:
             except msgspec.MsgspecError as exc:
                 log.warning("dropped undecodable control request: %s", exc)
                 return True
+            new = request.origin not in self._known and request.origin != self.instance
             self._known[request.origin] = self._clock()
             if request.op != "hello":
                 self._answer(request)
+            elif new:
+                # A newcomer: say hello back at once, so it knows of this instance before its
+                # first request, not one HELLO_INTERVAL later.
+                self._spawn(self._say_hello())
             return True
         if channel == self.reply_channel:
             try:
@@ -156,9 +170,7 @@ class Control:
 
     def _answer(self, request: Request) -> None:
         # A task: acting may wait on the broker (unsubscribes) and the subscriber must not.
-        task = asyncio.create_task(self._act_and_reply(request))
-        self._answers.add(task)
-        task.add_done_callback(self._answers.discard)
+        self._spawn(self._act_and_reply(request))
 
     async def _act_and_reply(self, request: Request) -> None:
         try:

@@ -205,7 +205,8 @@ def security_warnings(settings: Settings) -> list[str]:
     if not settings.api_keys:
         warnings.append(
             "API_KEYS is not set: POST /api/event is open, anyone who reaches this port can"
-            " publish to any channel (set API_KEYS in production)"
+            " publish to any channel (set API_KEYS in production); the server API"
+            " (/api/channels, /api/disconnect, ...) stays off until it is set"
         )
     if not settings.http_require_json:
         warnings.append(

@@ -1,6 +1,7 @@
 """The server API: what a backend asks of or does to the whole cluster (docs/server-api.md).
 
-Authenticated as ``POST /api/event`` is (``API_KEYS``; without keys, open as it is). A key
+Authenticated as ``POST /api/event`` is, with one difference: without ``API_KEYS`` it is off
+(403), not open. A key
 with channel patterns acts only on channels it allows: ``/api/channels`` lists only those,
 ``/api/presence`` and ``/api/unsubscribe`` refuse others with 403, and ``/api/disconnect``
 (which reaches every channel a user is in) needs a key without patterns.
@@ -70,9 +71,11 @@ def server_api_routes(node: Node, settings: Settings) -> list[Route]:
     api_keys = settings.api_keys
 
     def key_of(request: Request) -> tuple[ApiKey | None, JSONResponse | None]:
-        """(the key, None), (None, None) without API_KEYS, or (None, the 401)."""
+        """(the key, None), or (None, the refusal)."""
         if not api_keys:
-            return None, None
+            # Closed rather than open: this API kicks users and lists every channel, and the
+            # seed had none, so no seed deployment depends on it being open.
+            return None, _error(403, "the server API is off: set API_KEYS to use it")
         presented = presented_key(request.headers)
         key = find_key(api_keys, presented) if presented is not None else None
         if key is None:

@@ -31,8 +31,10 @@ async def pair(redis: RedisServer) -> AsyncIterator[tuple[Gateway, Gateway]]:
     )
     async with run_gateway(settings) as g1, run_gateway(settings) as g2:
         # Each knows of the other (the newcomer's hello is answered at once).
-        for g in (g1, g2):
-            await wait_until_async(lambda g=g: len(g.node.control.known()) == 2, 10)
+        def acquainted() -> bool:
+            return all(len(g.node.control.known()) == 2 for g in (g1, g2))
+
+        await wait_until_async(acquainted, 10)
         yield g1, g2
 
 
@@ -228,3 +230,10 @@ async def test_keys_are_checked(pair, channel: str) -> None:  # type: ignore[no-
         headers={**AUTH, "content-type": "text/plain"},
     )
     assert wrong_type.status_code == 415
+
+
+async def test_the_server_api_is_off_without_api_keys() -> None:
+    async with run_gateway(make_settings()) as gateway:
+        for method, path in (("GET", "/api/channels"), ("POST", "/api/disconnect")):
+            answer = await api(gateway, method, path, json={"user": "u"})
+            assert answer.status_code == 403 and "API_KEYS" in answer.json()["error"]

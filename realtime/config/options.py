@@ -50,7 +50,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("BROADCAST_MQ_PASSWORD", None, "broker password (redis broker)"),
     Option("BROADCAST_MQ_DB", None, "broker database index (redis broker)"),
     Option("CORS_ALLOWED_ORIGINS", "*", "comma-separated origins allowed to call /api/event"),
-    Option("API_KEYS", None, "keys for /api/event: key[:pattern|pattern],...; unset: open API"),
+    Option(
+        "API_KEYS",
+        None,
+        "keys for /api/event and the server API: key[:pattern|pattern],...;"
+        " unset: /api/event open, server API off",
+    ),
     Option("WS_ALLOWED_ORIGINS", None, "origins allowed to open /ws (default: the CORS list)"),
     Option(
         "HTTP_REQUIRE_JSON",

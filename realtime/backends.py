@@ -75,6 +75,7 @@ def build_node(settings: Settings) -> Node:
         permissions=permissions(settings),
         probe_interval=settings.probe_interval,
         probe_timeout=settings.probe_timeout,
+        control_timeout=settings.server_api_timeout,
         leave_grace=settings.presence_leave_grace,
         history=history(settings),
     )

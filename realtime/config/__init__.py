@@ -94,6 +94,7 @@ class Settings:
     start_timeout: float
     probe_interval: float
     probe_timeout: float
+    server_api_timeout: float
     ws_max_frames_per_second: float
     ws_frame_burst: int
     ws_max_subscriptions: int
@@ -227,6 +228,14 @@ def load_settings(
             "a number of seconds from 0.01 to 3600",
             0.01,
             3600,
+        ),
+        server_api_timeout=parse(
+            env,
+            "SERVER_API_TIMEOUT_SECONDS",
+            float,
+            "a number of seconds from 0.01 to 60",
+            0.01,
+            60,
         ),
         ws_max_frames_per_second=parse(
             env, "WS_MAX_FRAMES_PER_SECOND", float, "a number of frames >= 0"

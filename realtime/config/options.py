@@ -50,7 +50,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("BROADCAST_MQ_PASSWORD", None, "broker password (redis broker)"),
     Option("BROADCAST_MQ_DB", None, "broker database index (redis broker)"),
     Option("CORS_ALLOWED_ORIGINS", "*", "comma-separated origins allowed to call /api/event"),
-    Option("API_KEYS", None, "keys for /api/event: key[:pattern|pattern],...; unset: open API"),
+    Option(
+        "API_KEYS",
+        None,
+        "keys for /api/event and the server API: key[:pattern|pattern],...;"
+        " unset: /api/event open, server API off",
+    ),
     Option("WS_ALLOWED_ORIGINS", None, "origins allowed to open /ws (default: the CORS list)"),
     Option(
         "HTTP_REQUIRE_JSON",
@@ -112,6 +117,11 @@ OPTIONS: tuple[Option, ...] = (
         "BROKER_PROBE_TIMEOUT_SECONDS",
         "2",
         "seconds a probe (publish and its return) or a store ping may take before /readyz is red",
+    ),
+    Option(
+        "SERVER_API_TIMEOUT_SECONDS",
+        "1",
+        "how long the server API waits for every instance's answer (channels, disconnect)",
     ),
     Option("WS_SEND_QUEUE_SIZE", "1024", "frames queued per connection before it closes 4008"),
     # 16 MiB: more than the presence_sync of a full 100,000-member channel (about 13 MB with

@@ -25,6 +25,7 @@ from realtime.server.drain import ClosingHttp, Drain
 from realtime.server.history_api import read_history
 from realtime.server.lifespan import Lifespan
 from realtime.server.openapi import OPENAPI
+from realtime.server.server_api import server_api_routes
 from realtime.server.websocket import WebSocketEndpoint
 from realtime.wire.messages import decode_event
 
@@ -137,6 +138,7 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
     routes = [
         Route("/api/event", post_event, methods=["POST"]),
         Route("/api/history", get_history),
+        *server_api_routes(node, settings),
         Route("/openapi.json", openapi),
         Route("/healthz", healthz),
         Route("/readyz", readyz),

@@ -32,6 +32,7 @@ from realtime.config.redis import (
     redis_deployment,
     redis_url_from_parts,
 )
+from realtime.config.webhooks import webhook_settings
 from realtime.errors import ConfigError
 from realtime.history.channels import parse_history_channels
 
@@ -114,6 +115,12 @@ class Settings:
     history_channels: tuple[str, ...]
     history_size: int
     history_ttl: int
+    webhook_url: str | None
+    webhook_secret: str | None = field(repr=False)
+    webhook_events: tuple[str, ...]
+    webhook_timeout: float
+    webhook_queue_size: int
+    webhook_claim_seconds: float
     env: Mapping[str, str] = field(repr=False)
 
     def get(self, name: str, default: str | None = None) -> str | None:
@@ -144,10 +151,11 @@ def load_settings(
         MAX_MESSAGE_BYTES,
     )
     edge = message_max - ENVELOPE_RESERVE
+    redis = redis_deployment(env, broker)
     return Settings(
         host=host,
         port=port,
-        redis=redis_deployment(env, broker),
+        redis=redis,
         presence_store=presence_store,
         presence_ttl=parse(env, "PRESENCE_TTL_SECONDS", int, "a whole number of seconds >= 1", 1),
         presence_max_meta_bytes=parse(
@@ -265,6 +273,7 @@ def load_settings(
         history_channels=parse_history_channels("HISTORY_CHANNELS", env.given("HISTORY_CHANNELS")),
         history_size=bounded(env, "HISTORY_SIZE", 1, 100_000),
         history_ttl=bounded(env, "HISTORY_TTL_SECONDS", 1, 30 * 86400),
+        **webhook_settings(env, cluster=redis.cluster and presence_store == "redis"),
         env=merged,
     )
 

@@ -29,6 +29,7 @@ from realtime.engine.upkeep import Upkeep
 from realtime.errors import BrokerError, FrameError, HistoryError, PresenceError, PresenceFull
 from realtime.history.base import History, Position
 from realtime.presence.base import PresenceStore
+from realtime.webhooks import Webhooks
 from realtime.wire.frames import Outgoing
 from realtime.wire.messages import (
     BROADCAST,
@@ -172,6 +173,7 @@ class Node:
         probe_timeout: float = 2.0,
         leave_grace: float = 0,
         history: History | None = None,
+        webhooks: Webhooks | None = None,
     ) -> None:
         self.start_timeout = start_timeout
         self.brokers: dict[Kind, Broker] = {BROADCAST: broker, PRESENCE: presence_bus}
@@ -190,6 +192,8 @@ class Node:
             store, presence_ttl, self._peers.entries, self._served, self._views.check
         )
         self.history = history
+        # Its counters (delivered, rejected, failures on .poster; dropped) are for /metrics.
+        self.webhooks = webhooks
         self._recoveries = Recoveries(history) if history is not None else None
         self._ordering = None
         if history is not None:
@@ -207,12 +211,16 @@ class Node:
         await self._backends.start(self.deliver, self._publish_presence, self.start_timeout)
         if self.history is not None:
             await self.history.store.start()
+        if self.webhooks is not None:
+            await self.webhooks.start()
         self._upkeep.start()
         self.liveness.start()
 
     async def close(self) -> None:
         await self.liveness.close()
         await self._upkeep.close()
+        if self.webhooks is not None:
+            await self.webhooks.close()
         await self._views.close()
         if self._ordering is not None:
             await self._ordering.close()

@@ -48,6 +48,7 @@ VERSION_TTL = 600
 # Redis: not in the channels' slots, so webhooks are refused on a Cluster.
 WEBHOOK_STREAM = "realtime:webhooks"
 WEBHOOK_DROPPED = "realtime:webhooks:dropped"
+WEBHOOK_GROUP = "realtime-webhooks"  # the one consumer group every instance reads with
 
 # KEYS: hash, expiry, conns, count, version, epoch, graced; with webhooks on, the webhook
 # stream and its drop counter.
@@ -88,7 +89,15 @@ end
 -- change that causes them, so each cluster event is in the stream exactly once, whichever
 -- instance joined, left or reaped. The stream holds at most HOOK_MAX undelivered events.
 local function hook(name, user)
-  if redis.call('XLEN', KEYS[8]) >= HOOK_MAX then redis.call('INCR', KEYS[9]) end
+  if redis.call('XLEN', KEYS[8]) >= HOOK_MAX then
+    -- The oldest entry goes. One an instance is already sending (pending in the group) is
+    -- still delivered from its memory: only one nobody took is lost, and counted. pcall: a
+    -- stream Redis lost (restart) has no group until a deliverer makes it again.
+    local oldest = redis.call('XRANGE', KEYS[8], '-', '+', 'COUNT', 1)[1][1]
+    local ok, pending = pcall(redis.call, 'XPENDING', KEYS[8], 'realtime-webhooks',
+      oldest, oldest, 1)
+    if not ok or #pending == 0 then redis.call('INCR', KEYS[9]) end
+  end
   local fields = {'name', name, 'channel', ARGV[4], 'time_ms', now_ms}
   if user then
     fields[#fields + 1] = 'user_id'

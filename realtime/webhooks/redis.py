@@ -26,14 +26,14 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from realtime.presence.redis import WEBHOOK_DROPPED, WEBHOOK_STREAM
+from realtime.presence.redis import WEBHOOK_DROPPED, WEBHOOK_GROUP, WEBHOOK_STREAM
 from realtime.webhooks.events import WebhookEvent
 from realtime.webhooks.memory import BATCH
 from realtime.webhooks.poster import Poster, backoff
 
 log = logging.getLogger("realtime.webhooks")
 
-GROUP = "realtime-webhooks"
+GROUP = WEBHOOK_GROUP
 BLOCK_MS = 1000  # below the client's command timeout (3 s)
 
 
@@ -108,9 +108,11 @@ class RedisWebhooks:
                     log.exception("webhook delivery loop")
                 await asyncio.sleep(backoff(failures))
 
+    async def _read_dropped(self) -> None:
+        self.dropped = int(await self._client.get(WEBHOOK_DROPPED) or 0)
+
     async def _turn(self) -> None:
-        dropped = await self._client.get(WEBHOOK_DROPPED)
-        self.dropped = int(dropped or 0)
+        await self._read_dropped()
         entries: list[Any] = []
         now = time.monotonic()
         if now >= self._next_claim:
@@ -149,6 +151,7 @@ class RedisWebhooks:
         async def renew() -> None:
             # Keeps the batch ours while the receiver is down (resets its idle time).
             await self._client.xclaim(WEBHOOK_STREAM, GROUP, self._consumer, 0, ids, justid=True)
+            await self._read_dropped()  # the stream fills up while a receiver is down
 
         if events:
             await self.poster.post(events, before_attempt=renew)

@@ -14,8 +14,13 @@ import pytest
 import redis.asyncio as aioredis
 
 from realtime.presence.redis import WEBHOOK_DROPPED, WEBHOOK_GROUP, WEBHOOK_STREAM
-from realtime.testing.gateway import GatewayProcess, make_settings, run_gateway, spawn_gateway
-from realtime.testing.gateway import ws_client
+from realtime.testing.gateway import (
+    GatewayProcess,
+    make_settings,
+    run_gateway,
+    spawn_gateway,
+    ws_client,
+)
 from realtime.testing.services import RedisServer
 from realtime.testing.waiting import wait_until_async
 from realtime.webhooks.redis import RedisWebhooks

@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from realtime.apikeys import ApiKey, parse_api_keys
 from realtime.brokers.base import ENVELOPE_RESERVE, MAX_MESSAGE_BYTES
@@ -314,5 +315,13 @@ def describe(settings: Settings) -> str:
         text += (
             f" history={'|'.join(settings.history_channels)}"
             f" (last {settings.history_size}, {settings.history_ttl}s)"
+        )
+    if settings.webhook_url is not None:
+        # Scheme and host only: a webhook URL may carry credentials or a token in its path.
+        parts = urlsplit(settings.webhook_url)
+        port = f":{parts.port}" if parts.port else ""
+        text += (
+            f" webhooks={parts.scheme}://{parts.hostname}{port}"
+            f" ({','.join(settings.webhook_events)})"
         )
     return text

@@ -28,7 +28,7 @@ from realtime.presence.memory import MemoryPresence
 from realtime.presence.redis import RedisPresence
 from realtime.webhooks import Webhooks
 from realtime.webhooks.memory import MemoryWebhooks
-from realtime.webhooks.poster import Poster
+from realtime.webhooks.poster import BACKOFF_CAP, Poster
 from realtime.webhooks.redis import RedisWebhooks
 
 
@@ -104,7 +104,11 @@ def build_node(settings: Settings) -> Node:
 def poster(settings: Settings) -> Poster | None:
     if settings.webhook_url is None or settings.webhook_secret is None:
         return None
-    return Poster(settings.webhook_url, settings.webhook_secret, settings.webhook_timeout)
+    # The instance retrying a batch renews its hold before each attempt: a wait of at most a
+    # third of the claim time plus a POST of under half of it (checked at start) keep the gap
+    # between renewals below the claim time, so no other instance takes the batch over.
+    cap = min(BACKOFF_CAP, settings.webhook_claim_seconds / 3)
+    return Poster(settings.webhook_url, settings.webhook_secret, settings.webhook_timeout, cap)
 
 
 def history(settings: Settings) -> History | None:

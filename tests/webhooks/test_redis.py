@@ -202,3 +202,37 @@ async def test_a_full_stream_drops_what_nobody_took_and_counts_it(
                     *(("member_added", f"u{i}") for i in (0, 4, 5, 6)),
                 ]
                 await settled(redis)
+
+
+async def test_a_live_instance_keeps_its_batch_while_the_receiver_is_down(
+    redis: RedisServer, tmp_path: Path, channel: str
+) -> None:
+    """Down for several claim times: the instance retrying renews its hold, so the other one
+    never takes the batch over and sends it too."""
+    fast = {"WEBHOOK_CLAIM_SECONDS": "1.2", "WEBHOOK_TIMEOUT_SECONDS": "0.5"}
+    async with receiver() as r:
+        r.status = 503
+        async with (
+            instance(redis, r, tmp_path / "g1.log", **fast) as g1,
+            instance(redis, r, tmp_path / "g2.log", **fast),
+        ):
+            async with ws_client(g1.ws_url + "?user_id=a") as a:
+                await join(a, channel)
+                start = r.posts
+                holders: set[bytes] = set()
+                client = aioredis.Redis.from_url(redis.url)
+
+                async def retried_long() -> bool:
+                    pending = await client.xpending(WEBHOOK_STREAM, WEBHOOK_GROUP)
+                    holders.update(c["name"] for c in pending["consumers"])
+                    return r.posts >= start + 6
+
+                # 6 more attempts: about 5 s, 4 claim times, waits up to the cap.
+                await wait_until_async(retried_long, timeout=30, interval=0.05)
+                await client.aclose()
+                assert len(holders) == 1, f"the batch changed hands: {holders}"
+                r.status = 200
+                await r.wait_for(channel, 2)
+                await settled(redis)
+        assert in_order(r, channel) == [("channel_occupied", None), ("member_added", "a")]
+        assert r.duplicates == 0

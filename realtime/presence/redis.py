@@ -11,6 +11,10 @@ Per channel ``c``, all in one cluster slot (``presence:c`` hashes like the tag `
 - ``{presence:c}:graced``: hash user id -> the user's connections in their leave grace
   (closed, not announced yet), space-separated connection ids.
 
+With webhooks on, ``realtime:webhooks`` (a stream) gets each user's first arrival and last
+departure and each channel's first and last member, written by the same script as the change
+(``realtime/webhooks/redis.py`` delivers them; docs/webhooks.md).
+
 Every change runs as one Lua script that decides join/update/leave, increments the version and
 PUBLISHes the event on ``presence.c`` with that ``seq``: two instances racing cannot double-join
 or lose a leave, and events reach every subscriber in version order (on sharded Pub/Sub the

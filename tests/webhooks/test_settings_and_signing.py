@@ -97,3 +97,18 @@ def test_the_start_line_names_the_receiver_host_only() -> None:
     line = describe(settings)
     assert "webhooks=https://app.example:8443 (" in line
     assert "pw" not in line and "abc" not in line and SECRET not in line
+
+
+def test_the_documented_verify_snippet_accepts_our_signature() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "webhooks.md").read_text()
+    snippet = doc.split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict[str, object] = {}
+    exec(snippet, scope)  # the reader's own code, as printed
+    check = scope["verify"]
+    assert callable(check)
+    data = b'{"time_ms":1,"events":[]}'
+    h = signed_headers(SECRET, data)
+    assert check(SECRET, data, h["X-Realtime-Timestamp"], h["X-Realtime-Signature"])
+    assert not check(SECRET, data + b"x", h["X-Realtime-Timestamp"], h["X-Realtime-Signature"])

@@ -65,6 +65,19 @@ class MemoryPresence:
         self._publish: Publish | None = None
         # Embedded mode delivers webhooks from this process: each change is told here once.
         self._hooks = webhooks
+        # (channel, connection) -> until when a refresh must not re-add it: it left or closed,
+        # and a refresh's snapshot of the entries may predate that. Marked for 2 TTLs (longer
+        # than a refresh stays on its way), oldest first (each mark lasts as long).
+        self._left: dict[tuple[str, str], float] = {}
+
+    def _mark_left(self, channel: str, conn: str) -> None:
+        now = time.monotonic()
+        for key, until in list(self._left.items()):
+            if until > now:
+                break
+            del self._left[key]
+        self._left.pop((channel, conn), None)
+        self._left[channel, conn] = now + 2 * self._ttl
 
     async def start(self, publish: Publish) -> None:
         self._publish = publish
@@ -153,6 +166,7 @@ class MemoryPresence:
                     del conns[gone]
                 del state.graced[member.user_id]
             conns[conn] = time.monotonic() + self._ttl
+            self._left.pop((channel, conn), None)  # joined again after a presence_leave
             stored = state.members.get(member.user_id)
             if again and stored is not None and encode(stored.meta) == encode(member.meta):
                 return ""
@@ -164,6 +178,7 @@ class MemoryPresence:
 
     async def leave(self, channel: str, conn: str, user_id: str) -> bool:
         async with self._lock:
+            self._mark_left(channel, conn)
             state = self._channels.get(channel)
             conns = state.conns.get(user_id) if state is not None else None
             if state is not None and conns is not None and conn in conns:
@@ -178,6 +193,7 @@ class MemoryPresence:
 
     async def linger(self, channel: str, conn: str, user_id: str) -> bool:
         async with self._lock:
+            self._mark_left(channel, conn)
             state = self._channels.get(channel)
             conns = state.conns.get(user_id) if state is not None else None
             if state is None or conns is None or conn not in conns:
@@ -222,6 +238,10 @@ class MemoryPresence:
                 known = self._channels.get(channel)
                 if known is not None and conn in known.graced.get(member.user_id, ()):
                     continue  # its connection closed while this refresh was on its way
+                if (channel, conn) in self._left and (
+                    known is None or conn not in known.conns.get(member.user_id, ())
+                ):
+                    continue  # it left after this refresh's snapshot: nothing holds it now
                 state = self._channel(channel)
                 conns = state.conns.setdefault(member.user_id, {})
                 if conn not in conns:

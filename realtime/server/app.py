@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.datastructures import State
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -65,6 +65,13 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
             body = await read_capped(request, settings.http_max_body_bytes)
         except BodyTooLarge as exc:
             return error(413, str(exc))
+        except ClientDisconnect:
+            # The client closed its connection before its whole body arrived (or before it was
+            # read: a busy instance reads late): nothing is published, and no one is left to
+            # answer (uvicorn drops this response). Starlette's default was an "Exception in
+            # ASGI application" traceback, an ERROR for something the client did.
+            log.info("POST /api/event: the client closed before its body was read")
+            return error(400, "the request body did not arrive whole")
         try:
             event = decode_event(body, settings.json_max_depth, settings.event_name_max_length)
         except FrameError as exc:

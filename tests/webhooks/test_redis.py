@@ -72,13 +72,10 @@ def in_order(r: Receiver, channel: str) -> list[tuple[str, Any]]:
 async def test_each_event_once_across_two_instances(
     redis: RedisServer, tmp_path: Path, channel: str
 ) -> None:
-    # The default TTL: at TTL 2 the refresher (every 0.7 s) can race a leave and re-add the
-    # entry with a join, a presence race outside webhooks (left to the presence code).
-    ttl = {"PRESENCE_TTL_SECONDS": "60"}
     async with receiver() as r:
         async with (
-            instance(redis, r, tmp_path / "g1.log", **ttl) as g1,
-            instance(redis, r, tmp_path / "g2.log", **ttl) as g2,
+            instance(redis, r, tmp_path / "g1.log") as g1,
+            instance(redis, r, tmp_path / "g2.log") as g2,
         ):
             for _ in range(3):
                 async with ws_client(g2.ws_url + "?user_id=a") as a2:

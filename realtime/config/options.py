@@ -165,6 +165,20 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "HISTORY_TTL_SECONDS", "300", "seconds a history channel is kept after its last publish"
     ),
+    Option("WEBHOOK_URL", None, "http(s) URL POSTed channel and member events (signed)"),
+    Option("WEBHOOK_SECRET", None, "HMAC-SHA256 key signing each webhook (>= 32 bytes)"),
+    Option(
+        "WEBHOOK_EVENTS",
+        "occupied,vacated,member_added,member_removed",
+        "which events to send: occupied, vacated, member_added, member_removed",
+    ),
+    Option("WEBHOOK_TIMEOUT_SECONDS", "5", "how long one webhook POST may take"),
+    Option("WEBHOOK_QUEUE_SIZE", "10000", "events held while the receiver is down; older drop"),
+    Option(
+        "WEBHOOK_CLAIM_SECONDS",
+        "30",
+        "a stopped instance's undelivered webhook batch is taken over after this long",
+    ),
 )
 
 DEFAULTS = {option.name: option.default for option in OPTIONS}

@@ -31,6 +31,7 @@ from realtime.engine.upkeep import Upkeep
 from realtime.errors import BrokerError, FrameError, HistoryError, PresenceError, PresenceFull
 from realtime.history.base import History, Position
 from realtime.presence.base import PresenceStore
+from realtime.webhooks import Webhooks
 from realtime.wire.frames import Outgoing
 from realtime.wire.messages import (
     BROADCAST,
@@ -176,6 +177,7 @@ class Node:
         leave_grace: float = 0,
         history: History | None = None,
         control_timeout: float = 1.0,
+        webhooks: Webhooks | None = None,
     ) -> None:
         self.start_timeout = start_timeout
         self.brokers: dict[Kind, Broker] = {BROADCAST: broker, PRESENCE: presence_bus}
@@ -195,6 +197,8 @@ class Node:
             store, presence_ttl, self._peers.entries, self._served, self._views.check
         )
         self.history = history
+        # Its counters (delivered, rejected, failures on .poster; dropped) are for /metrics.
+        self.webhooks = webhooks
         self._recoveries = Recoveries(history) if history is not None else None
         self._ordering = None
         if history is not None:
@@ -212,6 +216,8 @@ class Node:
         await self._backends.start(self.deliver, self._publish_presence, self.start_timeout)
         if self.history is not None:
             await self.history.store.start()
+        if self.webhooks is not None:
+            await self.webhooks.start()
         self._upkeep.start()
         self.liveness.start()
         await self.control.start()
@@ -220,6 +226,8 @@ class Node:
         await self.control.close()
         await self.liveness.close()
         await self._upkeep.close()
+        if self.webhooks is not None:
+            await self.webhooks.close()
         await self._views.close()
         if self._ordering is not None:
             await self._ordering.close()

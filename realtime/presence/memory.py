@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from realtime.errors import PresenceFull
 from realtime.presence.base import ChannelState, Entry, Publish, Snapshot
+from realtime.webhooks.events import HookSink, WebhookEvent
 from realtime.wire.messages import Member, bus_presence_body, complete_presence, encode
 
 # Seconds an emptied channel is kept once no reap tick names it (ticks are at most 1 s apart).
@@ -49,6 +50,7 @@ class MemoryPresence:
         max_members: int = 0,
         forget_after: float | None = None,
         leave_grace: float = 0.0,
+        webhooks: HookSink | None = None,
     ) -> None:
         self._ttl = ttl
         self._grace = leave_grace
@@ -61,6 +63,8 @@ class MemoryPresence:
         self._epoch = uuid.uuid4().hex
         self._lock = asyncio.Lock()
         self._publish: Publish | None = None
+        # Embedded mode delivers webhooks from this process: each change is told here once.
+        self._hooks = webhooks
         # (channel, connection) -> until when a refresh must not re-add it: it left or closed,
         # and a refresh's snapshot of the entries may predate that. Marked for 2 TTLs (longer
         # than a refresh stays on its way), oldest first (each mark lasts as long).
@@ -119,6 +123,21 @@ class MemoryPresence:
             body = bus_presence_body(channel, member)
             data = complete_presence(kind, body, state.version, state.epoch)
             await self._publish(channel, data)
+        if self._hooks is not None and kind != "presence_update":
+            self._tell_hooks(kind, channel, state, member.user_id)
+
+    def _tell_hooks(self, kind: str, channel: str, state: _Channel, user_id: str) -> None:
+        # As in the Redis scripts: occupied and vacated follow the members.
+        assert self._hooks is not None
+        now = int(time.time() * 1000)
+        names = ["member_added"] if kind == "presence_join" else ["member_removed"]
+        if kind == "presence_join" and len(state.members) == 1:
+            names.insert(0, "channel_occupied")
+        if kind == "presence_leave" and not state.members:
+            names.append("channel_vacated")
+        for name in names:
+            user = None if name.startswith("channel_") else user_id
+            self._hooks(WebhookEvent(name, channel, now, user_id=user))
 
     async def join(self, channel: str, conn: str, member: Member) -> str:
         async with self._lock:

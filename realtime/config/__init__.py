@@ -114,6 +114,7 @@ class Settings:
     history_channels: tuple[str, ...]
     history_size: int
     history_ttl: int
+    idempotency_window: int
     env: Mapping[str, str] = field(repr=False)
 
     def get(self, name: str, default: str | None = None) -> str | None:
@@ -265,6 +266,7 @@ def load_settings(
         history_channels=parse_history_channels("HISTORY_CHANNELS", env.given("HISTORY_CHANNELS")),
         history_size=bounded(env, "HISTORY_SIZE", 1, 100_000),
         history_ttl=bounded(env, "HISTORY_TTL_SECONDS", 1, 30 * 86400),
+        idempotency_window=bounded(env, "IDEMPOTENCY_WINDOW_SECONDS", 1, 86400),
         env=merged,
     )
 

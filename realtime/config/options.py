@@ -155,6 +155,11 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "HISTORY_TTL_SECONDS", "300", "seconds a history channel is kept after its last publish"
     ),
+    Option(
+        "IDEMPOTENCY_WINDOW_SECONDS",
+        "300",
+        "seconds /api/event remembers an Idempotency-Key's answer (1..86400)",
+    ),
 )
 
 DEFAULTS = {option.name: option.default for option in OPTIONS}

@@ -28,6 +28,7 @@ from realtime.engine.recovery import Recoveries
 from realtime.engine.upkeep import Upkeep
 from realtime.errors import BrokerError, FrameError, HistoryError, PresenceError, PresenceFull
 from realtime.history.base import History, Position
+from realtime.history.idempotency import IdempotencyStore
 from realtime.presence.base import PresenceStore
 from realtime.wire.frames import Outgoing
 from realtime.wire.messages import (
@@ -172,6 +173,7 @@ class Node:
         probe_timeout: float = 2.0,
         leave_grace: float = 0,
         history: History | None = None,
+        idempotency: IdempotencyStore | None = None,
     ) -> None:
         self.start_timeout = start_timeout
         self.brokers: dict[Kind, Broker] = {BROADCAST: broker, PRESENCE: presence_bus}
@@ -190,6 +192,8 @@ class Node:
             store, presence_ttl, self._peers.entries, self._served, self._views.check
         )
         self.history = history
+        # POST /api/event's keys; here so they close with the other backends.
+        self.idempotency = idempotency
         self._recoveries = Recoveries(history) if history is not None else None
         self._ordering = None
         if history is not None:
@@ -219,6 +223,8 @@ class Node:
         await self._backends.close()
         if self.history is not None:
             await self.history.store.close()
+        if self.idempotency is not None:
+            await self.idempotency.close()
         await self.permissions.close()
 
     @property

@@ -75,3 +75,17 @@ async def test_concurrent_publishers_on_two_instances_arrive_in_offset_order(
             assert [f["type"] for f in frames] == ["broadcast"] * count
             assert [f["offset"] for f in frames] == list(range(1, count + 1))
             assert sorted(f["payload"] for f in frames) == list(range(count))
+
+
+async def test_a_retry_sent_to_the_other_instance_is_published_once(pair, channel: str) -> None:  # type: ignore[no-untyped-def]
+    g1, g2 = pair
+    channel = f"hist-{channel}"
+    event = {"channel": channel, "payload": "once"}
+    key = {"idempotency-key": f"retry-{channel}"}
+    async with httpx.AsyncClient(timeout=30, headers=key) as http:
+        first = await http.post(g1.url + "/api/event", json=event)
+        retry = await http.post(g2.url + "/api/event", json=event)
+        assert retry.json() == first.json() and retry.headers["idempotent-replayed"] == "true"
+        del http.headers["idempotency-key"]
+        after = await http.post(g2.url + "/api/event", json=event)
+    assert (first.json()["offset"], after.json()["offset"]) == (1, 2)

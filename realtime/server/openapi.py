@@ -11,8 +11,7 @@ from typing import Any
 
 from realtime import __version__
 from realtime.history.idempotency import MAX_KEY_LENGTH
-from realtime.server.history_api import MAX_SINCE
-from realtime.wire.messages import MAX_CHANNEL_LENGTH
+from realtime.wire.messages import MAX_CHANNEL_LENGTH, MAX_SINCE
 
 
 def _error(description: str) -> dict[str, Any]:

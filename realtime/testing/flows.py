@@ -7,9 +7,12 @@ and run these, so "every message of PROTOCOL.md flows both ways" means the same 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import httpx
+from websockets.exceptions import ConnectionClosed
 
 from realtime.testing.gateway import ws_client
 
@@ -81,11 +84,18 @@ async def check_presence_crosses(a: Instance, b: Instance, channel: str) -> None
             assert sync is not None and sync["users"] == []
 
 
-async def check_recovery(a: Instance, b: Instance, channel: str, count: int = 80) -> None:
+async def check_recovery(
+    a: Instance,
+    b: Instance,
+    channel: str,
+    count: int = 80,
+    kill_b: Callable[[], None] | None = None,
+) -> None:
     """History and recovery across instances (``channel`` must be a history channel, whose
     history holds at least ``count`` broadcasts): a client on ``b`` receiving a steady stream
-    published on ``a`` is cut off mid-stream (its socket dropped, frames unread) and reconnects
-    to ``a`` with ``since``: it ends with every broadcast exactly once, in order."""
+    published on ``a`` is cut off mid-stream (its socket dropped, frames unread; or, with
+    ``kill_b``, its gateway killed under it) and reconnects to ``a`` with ``since``: it ends
+    with every broadcast exactly once, in order."""
     got: list[int] = []
     last: dict[str, Any] = {}
 
@@ -117,6 +127,13 @@ async def check_recovery(a: Instance, b: Instance, channel: str, count: int = 80
             try:
                 while len(got) < count // 4:
                     take(await client.recv())
+                if kill_b is not None:
+                    kill_b()
+                    # What the client had received before the gateway died is its; then
+                    # the socket ends without a close frame.
+                    with contextlib.suppress(ConnectionClosed):
+                        while True:
+                            take(await client.recv())
             except BaseException:
                 publisher.cancel()
                 raise
@@ -143,3 +160,33 @@ async def check_recovery(a: Instance, b: Instance, channel: str, count: int = 80
             take(next(f for f in frames if f["type"] == "broadcast"))
             assert ack == {"type": "ack", "ref": "p", **last}
     assert got == list(range(count + 1))
+
+
+async def check_concurrent_publishers(
+    a: Instance, b: Instance, channel: str, count: int = 200, publishers: int = 8
+) -> None:
+    """Publishers on both instances at once (``channel`` a history channel): a live subscriber
+    on each instance gets offsets 1..``count`` in order, none twice, none missing."""
+    async with (
+        ws_client(a.ws_url + "?user_id=a") as on_a,
+        ws_client(b.ws_url + "?user_id=b") as on_b,
+        httpx.AsyncClient(timeout=30) as http,
+    ):
+        await on_a.subscribe(channel, "broadcast")
+        await on_b.subscribe(channel, "broadcast")
+
+        async def publish(k: int) -> None:
+            # Half of the publishers on each instance, all at once.
+            target = (a, b)[k % 2]
+            for n in range(k, count, publishers):
+                response = await http.post(
+                    target.url + "/api/event", json={"channel": channel, "payload": n}
+                )
+                assert response.status_code == 200, response.text
+
+        await asyncio.gather(*(publish(k) for k in range(publishers)))
+        for client in (on_a, on_b):
+            frames = [await client.recv() for _ in range(count)]
+            assert [f["type"] for f in frames] == ["broadcast"] * count
+            assert [f["offset"] for f in frames] == list(range(1, count + 1))
+            assert sorted(f["payload"] for f in frames) == list(range(count))

@@ -12,9 +12,13 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import httpx
+import pytest
+import redis.asyncio as aioredis
 from websockets.exceptions import ConnectionClosed
 
 from realtime.testing.gateway import ws_client
+from realtime.testing.services import RedisServer, RestartUnsupported
+from realtime.testing.waiting import wait_until_async
 
 
 class Instance(Protocol):
@@ -190,3 +194,68 @@ async def check_concurrent_publishers(
             assert [f["type"] for f in frames] == ["broadcast"] * count
             assert [f["offset"] for f in frames] == list(range(1, count + 1))
             assert sorted(f["payload"] for f in frames) == list(range(count))
+
+
+async def _post(http: httpx.AsyncClient, gateway: Instance, channel: str, n: int) -> bool:
+    try:
+        response = await http.post(
+            gateway.url + "/api/event", json={"channel": channel, "payload": n}
+        )
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200
+
+
+async def check_history_across_redis_restart(
+    g1: Instance, g2: Instance, own_redis: RedisServer, channel: str, persistence: bool
+) -> None:
+    """Two gateways whose presence Redis (where history lives) restarts, whatever MQ carries
+    broadcasts: with persistence (a snapshot reloaded) a client recovers under the same epoch;
+    without, the epoch changes and it is told ``recovered: false``. ``own_redis`` must be a
+    server of this test's alone (it restarts); ``channel`` a history channel."""
+    last: dict[str, Any] = {}
+    async with httpx.AsyncClient(timeout=10) as http:
+        async with ws_client(g2.ws_url + "?user_id=r") as client:
+            await client.subscribe(channel, "broadcast")
+            for n in range(5):
+                assert await _post(http, g1, channel, n)
+            for _ in range(2):
+                frame = await client.expect("broadcast")
+                last = {"offset": frame["offset"], "epoch": frame["epoch"]}
+        admin = aioredis.Redis.from_url(own_redis.url)
+        if persistence:
+            await admin.save()  # the snapshot a persistent Redis reloads at start
+        await admin.aclose()
+        try:
+            own_redis.restart()
+        except RestartUnsupported as exc:
+            pytest.skip(str(exc))
+        published = [5]
+
+        async def published_after_restart() -> bool:
+            if await _post(http, g1, channel, published[0]):
+                published[0] += 1
+                return True
+            return False
+
+        await wait_until_async(published_after_restart, timeout=30, interval=0.2)
+        async with ws_client(g1.ws_url + "?user_id=r") as client:
+            await client.send(
+                {"type": "subscribe", "channel": channel, "listen": ["broadcast"], "since": last}
+            )
+            subscribed = await client.expect("subscribed", channel=channel)
+            if persistence:
+                assert subscribed["recovered"] is True
+                assert subscribed["epoch"] == last["epoch"] and subscribed["offset"] == 6
+                frames = [await client.expect("broadcast") for _ in range(4)]
+                assert [f["payload"] for f in frames] == [2, 3, 4, 5]
+                assert [f["offset"] for f in frames] == [3, 4, 5, 6]
+            else:
+                assert subscribed["recovered"] is False
+                assert subscribed["epoch"] != last["epoch"] and subscribed["offset"] == 1
+            assert await _post(http, g1, channel, 99)
+            frame = await client.expect("broadcast", payload=99)
+            assert (frame["offset"], frame["epoch"]) == (
+                subscribed["offset"] + 1,
+                subscribed["epoch"],
+            )

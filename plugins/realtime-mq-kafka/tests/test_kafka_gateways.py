@@ -14,6 +14,7 @@ import pytest
 from realtime.testing.flows import (
     check_broadcasts_cross,
     check_concurrent_publishers,
+    check_history_across_redis_restart,
     check_presence_crosses,
     check_recovery,
 )
@@ -44,11 +45,8 @@ def channel() -> str:
     return f"room-{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture
-async def pair(
-    kafka: KafkaServer, redis: RedisServer, tmp_path: Path
-) -> AsyncIterator[tuple[GatewayProcess, GatewayProcess]]:
-    env = {
+def kafka_env(kafka: KafkaServer, redis: RedisServer) -> dict[str, str]:
+    return {
         "BROADCAST_MQ_TYPE": "kafka",
         "BROADCAST_MQ_ADDR": kafka.bootstrap,
         "BROADCAST_KAFKA_TOPIC": f"gateways-{uuid.uuid4().hex[:8]}",
@@ -60,6 +58,13 @@ async def pair(
         # Only hist-* channels keep history: the other tests see the seed's behaviour.
         "HISTORY_CHANNELS": "hist-*",
     }
+
+
+@pytest.fixture
+async def pair(
+    kafka: KafkaServer, redis: RedisServer, tmp_path: Path
+) -> AsyncIterator[tuple[GatewayProcess, GatewayProcess]]:
+    env = kafka_env(kafka, redis)
     async with spawn_gateway(env, str(tmp_path / "g1.log")) as g1:
         async with spawn_gateway(env, str(tmp_path / "g2.log")) as g2:
             yield g1, g2
@@ -166,3 +171,19 @@ async def test_frozen_kafka_turns_readyz_red_within_the_probe_bound(
     )
     # Interval + timeout, and room for a loaded machine.
     assert to_red <= 1 + 2 + 2, to_red
+
+
+@pytest.mark.parametrize("persistence", [True, False])
+async def test_history_across_a_redis_restart(
+    kafka: KafkaServer, tmp_path: Path, channel: str, persistence: bool
+) -> None:
+    # Its own Redis: it restarts. History lives there whatever MQ carries broadcasts.
+    with redis_server() as own_redis:
+        env = kafka_env(kafka, own_redis)
+        async with (
+            spawn_gateway(env, str(tmp_path / "g1.log")) as g1,
+            spawn_gateway(env, str(tmp_path / "g2.log")) as g2,
+        ):
+            await check_history_across_redis_restart(
+                g1, g2, own_redis, f"hist-{channel}", persistence
+            )

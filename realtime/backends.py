@@ -21,6 +21,7 @@ from realtime.engine.node import Node
 from realtime.engine.permissions import Permissions
 from realtime.history.base import History, HistoryStore
 from realtime.history.channels import HistoryChannels
+from realtime.history.idempotency import IdempotencyStore, MemoryIdempotency, RedisIdempotency
 from realtime.history.memory import MemoryHistory
 from realtime.history.redis import RedisHistory
 from realtime.presence.base import PresenceStore
@@ -99,6 +100,7 @@ def build_node(settings: Settings) -> Node:
         leave_grace=settings.presence_leave_grace,
         history=history(settings),
         webhooks=webhooks,
+        idempotency=idempotency(settings),
     )
 
 
@@ -124,6 +126,15 @@ def history(settings: Settings) -> History | None:
     else:
         store = MemoryHistory(settings.history_size, settings.history_ttl)
     return History(HistoryChannels(settings.history_channels), store, settings.history_size)
+
+
+def idempotency(settings: Settings) -> IdempotencyStore:
+    """Idempotency keys where history lives: on the presence Redis (a retry sent to another
+    instance is caught too), in this process in embedded mode."""
+    if settings.presence_store == "redis":
+        client = cast(aioredis.Redis, redisconn.client(settings.redis))
+        return RedisIdempotency(client, settings.idempotency_window)
+    return MemoryIdempotency(settings.idempotency_window)
 
 
 def permissions(settings: Settings) -> Permissions:

@@ -123,6 +123,7 @@ class Settings:
     webhook_timeout: float
     webhook_queue_size: int
     webhook_claim_seconds: float
+    idempotency_window: int
     env: Mapping[str, str] = field(repr=False)
 
     def get(self, name: str, default: str | None = None) -> str | None:
@@ -284,6 +285,7 @@ def load_settings(
         history_size=bounded(env, "HISTORY_SIZE", 1, 100_000),
         history_ttl=bounded(env, "HISTORY_TTL_SECONDS", 1, 30 * 86400),
         **webhook_settings(env, cluster=redis.cluster and presence_store == "redis"),
+        idempotency_window=bounded(env, "IDEMPOTENCY_WINDOW_SECONDS", 1, 86400),
         env=merged,
     )
 

@@ -179,6 +179,11 @@ OPTIONS: tuple[Option, ...] = (
         "30",
         "a stopped instance's undelivered webhook batch is taken over after this long",
     ),
+    Option(
+        "IDEMPOTENCY_WINDOW_SECONDS",
+        "300",
+        "seconds /api/event remembers an Idempotency-Key's answer (1..86400)",
+    ),
 )
 
 DEFAULTS = {option.name: option.default for option in OPTIONS}

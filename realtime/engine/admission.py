@@ -12,6 +12,7 @@ from realtime.wire.messages import (
     RESERVED_PREFIX,
     AnyClientMessage,
     Broadcast,
+    HistoryRequest,
     Meta,
     PresenceJoin,
     PresenceUpdate,
@@ -43,7 +44,8 @@ class Admission:
         match message:
             case Broadcast():
                 action = "publish"
-            case Subscribe():
+            case Subscribe() | HistoryRequest():
+                # Reading a channel's past is seeing what a subscriber sees.
                 action = "subscribe"
             case PresenceJoin() | PresenceUpdate():
                 action = "presence"

@@ -19,20 +19,25 @@ from realtime.auth.grants import Grants
 from realtime.brokers.base import Broker, PipelinedBroker
 from realtime.engine.admission import Admission
 from realtime.engine.control import Control, Reply, Request
+from realtime.engine.failures import (
+    PRESENCE_UNAVAILABLE,
+    PUBLISH_FAILED,
+    SUBSCRIBE_FAILED,
+    backend_failure,
+)
+from realtime.engine.history_path import NO_HISTORY, HistoryPath
 from realtime.engine.hub import Hub, Peer
 from realtime.engine.lifecycle import Backends
 from realtime.engine.liveness import Liveness
-from realtime.engine.ordering import Ordering
 from realtime.engine.peers import Peers, PeerState
 from realtime.engine.permissions import Permissions
 from realtime.engine.presence import PresenceViews
-from realtime.engine.recovery import Recoveries
 from realtime.engine.upkeep import Upkeep
-from realtime.errors import BrokerError, FrameError, HistoryError, PresenceError, PresenceFull
+from realtime.errors import BrokerError, FrameError, PresenceError, PresenceFull
 from realtime.history.base import History, Position
+from realtime.history.idempotency import IdempotencyStore
 from realtime.presence.base import PresenceStore
 from realtime.webhooks import Webhooks
-from realtime.wire.frames import Outgoing
 from realtime.wire.messages import (
     BROADCAST,
     PRESENCE,
@@ -41,6 +46,7 @@ from realtime.wire.messages import (
     AnyClientMessage,
     Broadcast,
     BusMessage,
+    HistoryRequest,
     Kind,
     Member,
     Meta,
@@ -56,24 +62,6 @@ from realtime.wire.messages import (
 )
 
 log = logging.getLogger("realtime.engine.node")
-
-
-# What a client is told when a backend fails. The exception's own text names hosts, ports and
-# library internals, so it goes to the log and the client gets one of these.
-PRESENCE_UNAVAILABLE = "presence is unavailable right now; try again"
-PUBLISH_FAILED = "the message queue did not accept the publish; try again"
-SUBSCRIBE_FAILED = "the message queue did not accept the subscription; try again"
-HISTORY_FAILED = "the history store did not accept the publish; try again"
-# How long a history broadcast that came ahead of a missing offset waits for it before the gap
-# is filled from history: two instances publishing at once reach the MQ in either order, a few
-# milliseconds apart.
-ORDER_WAIT = 0.1
-
-
-def backend_failure(code: str, message: str, channel: str, exc: Exception) -> FrameError:
-    """The client's error for a failed backend call, after logging the detail."""
-    log.warning("%s on %r: %s", code, channel, exc, extra={"channel": channel})
-    return FrameError(code, message, channel)
 
 
 @contextlib.contextmanager
@@ -178,6 +166,7 @@ class Node:
         history: History | None = None,
         control_timeout: float = 1.0,
         webhooks: Webhooks | None = None,
+        idempotency: IdempotencyStore | None = None,
     ) -> None:
         self.start_timeout = start_timeout
         self.brokers: dict[Kind, Broker] = {BROADCAST: broker, PRESENCE: presence_bus}
@@ -199,12 +188,10 @@ class Node:
         self.history = history
         # Its counters (delivered, rejected, failures on .poster; dropped) are for /metrics.
         self.webhooks = webhooks
-        self._recoveries = Recoveries(history) if history is not None else None
-        self._ordering = None
-        if history is not None:
-            self._ordering = Ordering(
-                history.store.read, self._fan_out, self._tell, ORDER_WAIT, history.size
-            )
+        # Every step that differs on a history channel (HISTORY_CHANNELS); None: history off.
+        self._history = HistoryPath(history, self.hub) if history is not None else None
+        # POST /api/event's keys; here so they close with the other backends.
+        self.idempotency = idempotency
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -214,8 +201,8 @@ class Node:
         whose first connect retries forever would otherwise hold the gateway's start for
         ever."""
         await self._backends.start(self.deliver, self._publish_presence, self.start_timeout)
-        if self.history is not None:
-            await self.history.store.start()
+        if self._history is not None:
+            await self._history.start()
         if self.webhooks is not None:
             await self.webhooks.start()
         self._upkeep.start()
@@ -229,11 +216,13 @@ class Node:
         if self.webhooks is not None:
             await self.webhooks.close()
         await self._views.close()
-        if self._ordering is not None:
-            await self._ordering.close()
+        if self._history is not None:
+            await self._history.stop_ordering()
         await self._backends.close()
-        if self.history is not None:
-            await self.history.store.close()
+        if self._history is not None:
+            await self._history.close()
+        if self.idempotency is not None:
+            await self.idempotency.close()
         await self.permissions.close()
 
     @property
@@ -277,8 +266,8 @@ class Node:
         if state is None:
             return
         self._views.drop_peer(peer)
-        if self._recoveries is not None:
-            self._recoveries.drop_peer(peer, list(state.listening))
+        if self._history is not None:
+            self._history.drop_peer(peer, list(state.listening))
         for channel in list(state.joined):
             try:
                 await self._members.closed(peer, state, channel)
@@ -301,7 +290,7 @@ class Node:
         await self._admission.permit(peer, state.grants, message)
         match message:
             case Broadcast(channel=channel, event=event, payload=payload):
-                if self.history is not None and channel in self.history.channels:
+                if self._history is not None and self._history.keeps(channel):
                     stored: asyncio.Future[Position | None] = asyncio.Future()
                     stored.set_result(await self.publish(channel, event, payload, peer.user_id))
                     return stored
@@ -316,8 +305,12 @@ class Node:
                 for kind in state.listening.pop(channel, set()):
                     await self._unlisten(peer, kind, channel)
                 self._views.drop(peer, channel)
-                if self._recoveries is not None:
-                    self._recoveries.drop(peer, channel)
+                if self._history is not None:
+                    self._history.drop(peer, channel)
+            case HistoryRequest(channel=channel):
+                if self._history is None:
+                    raise FrameError("no_history", NO_HISTORY, channel)
+                await self._history.page(peer, message)
             case (
                 PresenceJoin(channel=channel, payload=meta)
                 | PresenceUpdate(channel=channel, payload=meta)
@@ -337,25 +330,14 @@ class Node:
         first and its position returned: once this returns, it is in history."""
         data = self._admission.sized(bus_broadcast(channel, event, payload, user_id), channel)
         position = None
-        if self.history is not None and channel in self.history.channels:
-            try:
-                # The offset and epoch it gains fit in the envelope's reserve.
-                position, data = await self.history.store.append(channel, data[:-1])
-            except HistoryError as exc:
-                raise backend_failure("publish_failed", HISTORY_FAILED, channel, exc) from exc
+        if self._history is not None and self._history.keeps(channel):
+            position, data = await self._history.store(channel, data)
         try:
             await self.brokers[BROADCAST].publish(BROADCAST, channel, data)
         except BrokerError as exc:
-            if position is None:
+            if position is None or self._history is None:
                 raise backend_failure("publish_failed", PUBLISH_FAILED, channel, exc) from exc
-            # Stored: a retry would store it twice. A client recovering with `since` gets it.
-            log.warning(
-                "stored broadcast %d on %r not carried by the MQ: %s",
-                position.offset,
-                channel,
-                exc,
-                extra={"channel": channel},
-            )
+            self._history.not_carried(channel, position, exc)
         return position
 
     async def deliver(self, kind: Kind, channel: str, data: bytes) -> None:
@@ -375,49 +357,23 @@ class Node:
             self._views.deliver(channel, message, peers)
             return
         frame = client_frame(message)
-        if self._ordering is not None and message.offset:
-            self._ordering.accept(channel, message, frame)
-        else:
-            self._fan_out(channel, message, frame)
-
-    def _fan_out(self, channel: str, message: BusMessage, frame: Outgoing) -> None:
-        peers = self.hub.local(BROADCAST, channel)
-        follows = self._recoveries.on(channel) if self._recoveries is not None else None
-        if follows is None:
-            for peer in tuple(peers):
-                peer.send(frame)
+        if self._history is not None:
+            self._history.deliver(channel, message, frame)
             return
         for peer in tuple(peers):
-            follow = follows.get(peer)
-            if follow is None or follow.admit(message, frame):
-                peer.send(frame)
-
-    def _tell(self, channel: str, frame: Outgoing) -> None:
-        for peer in tuple(self.hub.local(BROADCAST, channel)):
             peer.send(frame)
 
     async def _listen(self, peer: Peer, kind: Kind, channel: str) -> None:
-        ordering = self._ordering
-        opening = (
-            ordering is not None
-            and kind == BROADCAST
-            and self.history is not None
-            and channel in self.history.channels
-            and ordering.open(channel)
-        )
-        try:
+        if kind == BROADCAST and self._history is not None:
+            await self._history.listen(peer, channel)
+        else:
             await self.hub.add(peer, kind, channel)
-        except BaseException:
-            if opening and ordering is not None and not self.hub.local(kind, channel):
-                ordering.forget(channel)
-            raise
-        if opening and ordering is not None:
-            await ordering.begin(channel)
 
     async def _unlisten(self, peer: Peer, kind: Kind, channel: str) -> None:
-        await self.hub.remove(peer, kind, channel)
-        if kind == BROADCAST and self._ordering is not None and not self.hub.local(kind, channel):
-            self._ordering.forget(channel)
+        if kind == BROADCAST and self._history is not None:
+            await self._history.unlisten(peer, channel)
+        else:
+            await self.hub.remove(peer, kind, channel)
 
     # --- subscriptions --------------------------------------------------------------------------
 
@@ -431,36 +387,18 @@ class Node:
             # sent; those after the sync's version then follow, none missing, none twice.
             ticket = self._views.hold(peer, channel, message.presence_diff, message.presence_chunk)
         listening = state.listening.setdefault(channel, set())
-        replay = (
-            self._recoveries is not None
-            and BROADCAST in kinds
-            and (message.since is not None or message.history is not None)
-            and channel in self._recoveries.history.channels
-        )
+        history = self._history
         try:
-            if replay:
-                assert self._recoveries is not None
-
-                async def add_live() -> None:
-                    await self._listen(peer, BROADCAST, channel)
-                    listening.add(BROADCAST)
-
-                if BROADCAST in listening:
-                    # Already live: subscribe again, so the replay and live ones merge.
-                    await self._unlisten(peer, BROADCAST, channel)
-                    listening.discard(BROADCAST)
-                    self._recoveries.drop(peer, channel)
-                await self._recoveries.subscribe(
-                    peer, channel, message.since, message.history, add_live
-                )
+            if history is not None and history.replays(message, kinds):
+                await history.subscribe(peer, message, listening)
             for kind in kinds - listening:
                 await self._listen(peer, kind, channel)
                 listening.add(kind)
             for kind in listening - kinds:
                 await self._unlisten(peer, kind, channel)
                 listening.discard(kind)
-                if kind == BROADCAST and self._recoveries is not None:
-                    self._recoveries.drop(peer, channel)
+                if kind == BROADCAST and history is not None:
+                    history.drop(peer, channel)
         except BrokerError as exc:
             raise backend_failure("subscribe_failed", SUBSCRIBE_FAILED, channel, exc) from exc
         finally:
@@ -544,8 +482,8 @@ class Node:
                 with contextlib.suppress(BrokerError):
                     await self._unlisten(peer, kind, channel)
             self._views.drop(peer, channel)
-            if self._recoveries is not None:
-                self._recoveries.drop(peer, channel)
+            if self._history is not None:
+                self._history.drop(peer, channel)
             try:
                 await self._members.leave(peer, state, channel)
             except FrameError as exc:

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 
+import msgspec
 from starlette.applications import Starlette
 from starlette.datastructures import State
 from starlette.middleware import Middleware
@@ -18,7 +20,8 @@ from starlette.types import Receive, Scope, Send
 from realtime.apikeys import find_key, presented_key
 from realtime.backends import build_node
 from realtime.config import Settings
-from realtime.errors import FrameError
+from realtime.errors import FrameError, HistoryError
+from realtime.history.idempotency import BadKey, check_key, entry_name, fingerprint
 from realtime.server import logs
 from realtime.server.bodies import BodyTooLarge, read_capped
 from realtime.server.drain import ClosingHttp, Drain
@@ -30,6 +33,9 @@ from realtime.server.websocket import WebSocketEndpoint
 from realtime.wire.messages import decode_event
 
 log = logging.getLogger("realtime")
+
+
+IDEMPOTENCY_FAILED = "the idempotency key store is unavailable right now; try again"
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -57,6 +63,12 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
                     status_code=401,
                     headers={"www-authenticate": "Bearer"},
                 )
+        retry_key = request.headers.get("idempotency-key")
+        if retry_key is not None:
+            try:
+                check_key(retry_key)
+            except BadKey as exc:
+                return error(400, str(exc))
         # JSON only: a browser's cross-site "simple" POST (text/plain, form encodings) is sent
         # without a CORS preflight, so accepting it would let any page publish.
         media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
@@ -79,16 +91,53 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
             return error(400, exc.message)
         if key is not None and not key.allows(event.channel):
             return error(403, "this API key may not publish to this channel")
+        keys = node.idempotency
+        name = mark = ""
+        if retry_key is not None and keys is not None:
+            # Scoped by the API key: two publishers' keys never collide.
+            name = entry_name(key.secret if key is not None else "", retry_key)
+            mark = fingerprint(body)
+            try:
+                seen = await keys.claim(name, mark)
+            except HistoryError as exc:
+                log.warning("idempotency claim failed: %s", exc)
+                return error(503, IDEMPOTENCY_FAILED)
+            if seen is not None:
+                if seen.fingerprint != mark:
+                    return error(422, "this Idempotency-Key was sent with another body")
+                if seen.answer is None:
+                    return JSONResponse(
+                        {"error": "a request with this Idempotency-Key is still running"},
+                        status_code=409,
+                        headers={"retry-after": "1"},
+                    )
+                # Published already: the first answer again, nothing published.
+                return Response(
+                    seen.answer,
+                    media_type="application/json",
+                    headers={"idempotent-replayed": "true"},
+                )
         try:
             position = await node.publish(event.channel, event.event, event.payload)
         except FrameError as exc:
+            if name and keys is not None:
+                # Not published: a retry may try again (else the claim ends by itself).
+                with contextlib.suppress(HistoryError):
+                    await keys.release(name)
             return error(413 if exc.code == "message_too_large" else 503, exc.message)
         # The id is the HTTP API's alone: WebSocket broadcasts need none, so none is made there.
         answer: dict[str, object] = {"status": "ok", "message_id": uuid.uuid4().hex}
         if position is not None:
             # A history channel: stored at this position before the answer.
             answer["offset"], answer["epoch"] = position
-        return JSONResponse(answer)
+        encoded = msgspec.json.encode(answer)
+        if name and keys is not None:
+            try:
+                await keys.answer(name, mark, encoded)
+            except HistoryError as exc:
+                # Published: answer it. A retry after the claim's end would publish again.
+                log.warning("idempotency answer not kept: %s", exc)
+        return Response(encoded, media_type="application/json")
 
     def authorised(request: Request, channel: str) -> JSONResponse | None:
         """None when the request may use ``channel``, else the refusal (as /api/event's)."""

@@ -9,30 +9,10 @@ from starlette.responses import JSONResponse, Response
 
 from realtime.errors import HistoryError
 from realtime.history.base import History
-from realtime.wire.messages import MAX_CHANNEL_LENGTH, decode_bus
+from realtime.history.pages import MAX_SINCE, read_page
+from realtime.wire.messages import MAX_CHANNEL_LENGTH
 
 HISTORY_FAILED = "the history store is unavailable right now; try again"
-# Far above any offset, and exact as a Lua number (a double), which the Redis script reads.
-MAX_SINCE = 1 << 62
-
-
-class Publication(msgspec.Struct, omit_defaults=True):
-    offset: int
-    event: str
-    payload: msgspec.Raw
-    user_id: str = ""
-    ts: int = 0
-
-
-class HistoryPage(msgspec.Struct):
-    channel: str
-    offset: int  # the channel's position when read
-    epoch: str
-    first: int  # the oldest offset still kept
-    publications: list[Publication]
-    # ``since`` for the next page; None once this page reaches the position.
-    next: int | None
-
 
 _encode = msgspec.json.Encoder().encode
 
@@ -63,31 +43,11 @@ async def read_history(request: Request, history: History | None) -> Response:
     try:
         since = _whole(request, "since", 0, MAX_SINCE)
         # 0 or more than the history holds: as much as one page gives.
-        limit = min(_whole(request, "limit", history.size) or history.size, history.size)
+        limit = _whole(request, "limit", 0)
     except ValueError as exc:
         return _error(400, str(exc))
     try:
-        page = await history.store.read(channel, since, limit)
+        page = await read_page(history, channel, since, limit)
     except HistoryError:
         return _error(503, HISTORY_FAILED)
-    publications = []
-    for offset, data in page.entries:
-        try:
-            message = decode_bus(data)
-        except msgspec.MsgspecError:
-            continue  # not ours to show: only the gateway writes history
-        publications.append(
-            Publication(
-                offset, message.event or "message", message.payload, message.user_id, message.ts
-            )
-        )
-    last = publications[-1].offset if publications else max(since, page.first - 1)
-    body = HistoryPage(
-        channel,
-        page.position.offset,
-        page.position.epoch,
-        page.first,
-        publications,
-        last if last < page.position.offset else None,
-    )
-    return Response(_encode(body), media_type="application/json")
+    return Response(_encode(page), media_type="application/json")

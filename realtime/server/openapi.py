@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from realtime import __version__
-from realtime.server.history_api import MAX_SINCE
+from realtime.history.idempotency import MAX_KEY_LENGTH
 from realtime.server.server_api import MAX_BATCH, MAX_PAGE
-from realtime.wire.messages import MAX_CHANNEL_LENGTH
+from realtime.wire.messages import MAX_CHANNEL_LENGTH, MAX_SINCE
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -280,6 +280,20 @@ OPENAPI: dict[str, Any] = {
             "post": {
                 "summary": "Publish a broadcast to every subscriber of a channel",
                 "security": [{"bearer": []}, {"apiKey": []}, {}],
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "description": "a retry with the same key and body within"
+                        " IDEMPOTENCY_WINDOW_SECONDS is published once and gets the first answer",
+                        "schema": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": MAX_KEY_LENGTH,
+                            "pattern": "^[!-~]+$",
+                        },
+                    }
+                ],
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -312,7 +326,9 @@ OPENAPI: dict[str, Any] = {
                     "401": _error("API_KEYS is set and the request has no valid key"),
                     "403": _error("the key may not publish to this channel"),
                     "413": _error("the body is larger than the gateway accepts"),
+                    "409": _error("a request with this Idempotency-Key is still running"),
                     "415": _error("the content type is not application/json"),
+                    "422": _error("this Idempotency-Key was sent with another body"),
                     "503": _error("the message queue did not accept the publish"),
                 },
             }

@@ -24,7 +24,8 @@ from starlette.types import Receive, Scope, Send
 
 from realtime.auth import Authenticator
 from realtime.config import Settings
-from realtime.engine.node import PUBLISH_FAILED, Node
+from realtime.engine.failures import PUBLISH_FAILED
+from realtime.engine.node import Node
 from realtime.errors import AuthError, FrameError
 from realtime.history.base import Position
 from realtime.server import logs

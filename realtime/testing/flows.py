@@ -7,11 +7,18 @@ and run these, so "every message of PROTOCOL.md flows both ways" means the same 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import httpx
+import pytest
+import redis.asyncio as aioredis
+from websockets.exceptions import ConnectionClosed
 
 from realtime.testing.gateway import ws_client
+from realtime.testing.services import RedisServer, RestartUnsupported
+from realtime.testing.waiting import wait_until_async
 
 
 class Instance(Protocol):
@@ -81,11 +88,18 @@ async def check_presence_crosses(a: Instance, b: Instance, channel: str) -> None
             assert sync is not None and sync["users"] == []
 
 
-async def check_recovery(a: Instance, b: Instance, channel: str, count: int = 80) -> None:
+async def check_recovery(
+    a: Instance,
+    b: Instance,
+    channel: str,
+    count: int = 80,
+    kill_b: Callable[[], None] | None = None,
+) -> None:
     """History and recovery across instances (``channel`` must be a history channel, whose
     history holds at least ``count`` broadcasts): a client on ``b`` receiving a steady stream
-    published on ``a`` is cut off mid-stream (its socket dropped, frames unread) and reconnects
-    to ``a`` with ``since``: it ends with every broadcast exactly once, in order."""
+    published on ``a`` is cut off mid-stream (its socket dropped, frames unread; or, with
+    ``kill_b``, its gateway killed under it) and reconnects to ``a`` with ``since``: it ends
+    with every broadcast exactly once, in order."""
     got: list[int] = []
     last: dict[str, Any] = {}
 
@@ -117,6 +131,13 @@ async def check_recovery(a: Instance, b: Instance, channel: str, count: int = 80
             try:
                 while len(got) < count // 4:
                     take(await client.recv())
+                if kill_b is not None:
+                    kill_b()
+                    # What the client had received before the gateway died is its; then
+                    # the socket ends without a close frame.
+                    with contextlib.suppress(ConnectionClosed):
+                        while True:
+                            take(await client.recv())
             except BaseException:
                 publisher.cancel()
                 raise
@@ -143,3 +164,98 @@ async def check_recovery(a: Instance, b: Instance, channel: str, count: int = 80
             take(next(f for f in frames if f["type"] == "broadcast"))
             assert ack == {"type": "ack", "ref": "p", **last}
     assert got == list(range(count + 1))
+
+
+async def check_concurrent_publishers(
+    a: Instance, b: Instance, channel: str, count: int = 200, publishers: int = 8
+) -> None:
+    """Publishers on both instances at once (``channel`` a history channel): a live subscriber
+    on each instance gets offsets 1..``count`` in order, none twice, none missing."""
+    async with (
+        ws_client(a.ws_url + "?user_id=a") as on_a,
+        ws_client(b.ws_url + "?user_id=b") as on_b,
+        httpx.AsyncClient(timeout=30) as http,
+    ):
+        await on_a.subscribe(channel, "broadcast")
+        await on_b.subscribe(channel, "broadcast")
+
+        async def publish(k: int) -> None:
+            # Half of the publishers on each instance, all at once.
+            target = (a, b)[k % 2]
+            for n in range(k, count, publishers):
+                response = await http.post(
+                    target.url + "/api/event", json={"channel": channel, "payload": n}
+                )
+                assert response.status_code == 200, response.text
+
+        await asyncio.gather(*(publish(k) for k in range(publishers)))
+        for client in (on_a, on_b):
+            frames = [await client.recv() for _ in range(count)]
+            assert [f["type"] for f in frames] == ["broadcast"] * count
+            assert [f["offset"] for f in frames] == list(range(1, count + 1))
+            assert sorted(f["payload"] for f in frames) == list(range(count))
+
+
+async def _post(http: httpx.AsyncClient, gateway: Instance, channel: str, n: int) -> bool:
+    try:
+        response = await http.post(
+            gateway.url + "/api/event", json={"channel": channel, "payload": n}
+        )
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200
+
+
+async def check_history_across_redis_restart(
+    g1: Instance, g2: Instance, own_redis: RedisServer, channel: str, persistence: bool
+) -> None:
+    """Two gateways whose presence Redis (where history lives) restarts, whatever MQ carries
+    broadcasts: with persistence (a snapshot reloaded) a client recovers under the same epoch;
+    without, the epoch changes and it is told ``recovered: false``. ``own_redis`` must be a
+    server of this test's alone (it restarts); ``channel`` a history channel."""
+    last: dict[str, Any] = {}
+    async with httpx.AsyncClient(timeout=10) as http:
+        async with ws_client(g2.ws_url + "?user_id=r") as client:
+            await client.subscribe(channel, "broadcast")
+            for n in range(5):
+                assert await _post(http, g1, channel, n)
+            for _ in range(2):
+                frame = await client.expect("broadcast")
+                last = {"offset": frame["offset"], "epoch": frame["epoch"]}
+        admin = aioredis.Redis.from_url(own_redis.url)
+        if persistence:
+            await admin.save()  # the snapshot a persistent Redis reloads at start
+        await admin.aclose()
+        try:
+            own_redis.restart()
+        except RestartUnsupported as exc:
+            pytest.skip(str(exc))
+        published = [5]
+
+        async def published_after_restart() -> bool:
+            if await _post(http, g1, channel, published[0]):
+                published[0] += 1
+                return True
+            return False
+
+        await wait_until_async(published_after_restart, timeout=30, interval=0.2)
+        async with ws_client(g1.ws_url + "?user_id=r") as client:
+            await client.send(
+                {"type": "subscribe", "channel": channel, "listen": ["broadcast"], "since": last}
+            )
+            subscribed = await client.expect("subscribed", channel=channel)
+            if persistence:
+                assert subscribed["recovered"] is True
+                assert subscribed["epoch"] == last["epoch"] and subscribed["offset"] == 6
+                frames = [await client.expect("broadcast") for _ in range(4)]
+                assert [f["payload"] for f in frames] == [2, 3, 4, 5]
+                assert [f["offset"] for f in frames] == [3, 4, 5, 6]
+            else:
+                assert subscribed["recovered"] is False
+                assert subscribed["epoch"] != last["epoch"] and subscribed["offset"] == 1
+            assert await _post(http, g1, channel, 99)
+            frame = await client.expect("broadcast", payload=99)
+            assert (frame["offset"], frame["epoch"]) == (
+                subscribed["offset"] + 1,
+                subscribed["epoch"],
+            )

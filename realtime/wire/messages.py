@@ -68,6 +68,19 @@ class Subscribe(ClientMessage, tag="subscribe"):
     history: Annotated[int, msgspec.Meta(ge=0)] | None = None
 
 
+# Far above any offset, and exact as a Lua number (a double), which the Redis script reads.
+MAX_SINCE = 1 << 62
+
+
+class HistoryRequest(ClientMessage, tag="history"):
+    """Extension: a page of a history channel's broadcasts after offset ``since``, at most
+    ``limit`` (0: ``HISTORY_SIZE``), as ``GET /api/history`` gives it; allowed as subscribing is."""
+
+    channel: Channel
+    since: Annotated[int, msgspec.Meta(ge=0, le=MAX_SINCE)] = 0
+    limit: Annotated[int, msgspec.Meta(ge=0)] = 0
+
+
 class Unsubscribe(ClientMessage, tag="unsubscribe"):
     channel: Channel
 
@@ -100,7 +113,14 @@ class Refresh(ClientMessage, tag="refresh"):
 
 
 AnyClientMessage = (
-    Subscribe | Unsubscribe | Broadcast | PresenceJoin | PresenceUpdate | PresenceLeave | Refresh
+    Subscribe
+    | Unsubscribe
+    | Broadcast
+    | PresenceJoin
+    | PresenceUpdate
+    | PresenceLeave
+    | Refresh
+    | HistoryRequest
 )
 _client_decoder: msgspec.json.Decoder[AnyClientMessage] = msgspec.json.Decoder(AnyClientMessage)
 
@@ -249,6 +269,29 @@ class Subscribed(msgspec.Struct, tag_field="type", tag="subscribed", omit_defaul
     offset: int
     epoch: str
     recovered: bool | None = None
+
+
+class Publication(msgspec.Struct, omit_defaults=True):
+    """One broadcast of a history page."""
+
+    offset: int
+    event: str
+    payload: msgspec.Raw
+    user_id: str = ""
+    ts: int = 0
+
+
+class HistoryOut(msgspec.Struct, tag_field="type", tag="history"):
+    """Extension: the answer to a ``history`` frame (before its ``ack``): the fields of
+    ``GET /api/history``'s page, and the request's ``ref``."""
+
+    channel: str
+    offset: int
+    epoch: str
+    first: int
+    publications: list[Publication]
+    next: int | None
+    ref: Ref = None
 
 
 class PresenceOut(msgspec.Struct, omit_defaults=True):

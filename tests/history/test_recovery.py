@@ -169,7 +169,7 @@ async def test_publications_during_the_read_arrive_once_in_order(node: Node) -> 
         await wait_until_async(lambda: len(client_held()) == 1, timeout=5)
 
     def client_held() -> list[object]:
-        follows = node._recoveries.on(CHANNEL) if node._recoveries else None
+        follows = node._history.recoveries.on(CHANNEL) if node._history else None
         follow = (follows or {}).get(client)
         return list(follow.held or []) if follow is not None else []
 
@@ -269,16 +269,16 @@ async def test_a_failed_read_keeps_the_live_subscription(node: Node) -> None:
     assert numbers(client) == [1]
     await node.disconnect(client)
     assert node.hub.channels(BROADCAST) == 0
-    assert node._recoveries is not None and node._recoveries.on(CHANNEL) is None
+    assert node._history is not None and node._history.recoveries.on(CHANNEL) is None
 
 
 async def test_unsubscribe_forgets_the_follow(node: Node) -> None:
     client = RecordingPeer("c")
     node.connect(client)
     await node.handle(client, Subscribe(channel=CHANNEL, listen=[BROADCAST], history=1))
-    assert node._recoveries is not None and node._recoveries.on(CHANNEL)
+    assert node._history is not None and node._history.recoveries.on(CHANNEL)
     await node.handle(client, Unsubscribe(channel=CHANNEL))
-    assert node._recoveries.on(CHANNEL) is None
+    assert node._history.recoveries.on(CHANNEL) is None
 
 
 async def test_entries_missing_below_the_size_are_not_recovered(node: Node) -> None:

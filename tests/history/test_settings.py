@@ -8,6 +8,7 @@ from realtime.backends import build_node
 from realtime.config import describe, load_settings
 from realtime.errors import ConfigError
 from realtime.history.channels import HistoryChannels
+from realtime.history.idempotency import MemoryIdempotency, RedisIdempotency
 from realtime.history.memory import MemoryHistory
 
 EMBEDDED = {"BROADCAST_MQ_TYPE": "memory", "PRESENCE_STORE": "memory"}
@@ -50,9 +51,20 @@ def test_no_patterns_match_nothing() -> None:
         ("HISTORY_TTL_SECONDS", "0"),
         ("HISTORY_TTL_SECONDS", "2592001"),
         ("HISTORY_CHANNELS", "orders.* news"),
+        ("IDEMPOTENCY_WINDOW_SECONDS", "0"),
+        ("IDEMPOTENCY_WINDOW_SECONDS", "86401"),
     ],
 )
 def test_bad_value_names_the_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings({variable: value}, env_file=None)
     assert info.value.variable == variable
+
+
+def test_idempotency_window_and_where_keys_live() -> None:
+    settings = load_settings({**EMBEDDED, "IDEMPOTENCY_WINDOW_SECONDS": "9"}, env_file=None)
+    keys = build_node(settings).idempotency
+    assert isinstance(keys, MemoryIdempotency) and keys.window == 9
+    assert load_settings({}, env_file=None).idempotency_window == 300
+    redis_keys = build_node(load_settings({}, env_file=None)).idempotency
+    assert isinstance(redis_keys, RedisIdempotency)

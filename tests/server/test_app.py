@@ -10,7 +10,7 @@ import jwt
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from realtime.engine.node import PUBLISH_FAILED
+from realtime.engine.failures import PUBLISH_FAILED
 from realtime.testing.gateway import Gateway, make_settings, run_gateway, ws_client
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256"

@@ -11,7 +11,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from realtime.testing.flows import check_broadcasts_cross, check_presence_crosses, check_recovery
+from realtime.testing.flows import (
+    check_broadcasts_cross,
+    check_concurrent_publishers,
+    check_history_across_redis_restart,
+    check_presence_crosses,
+    check_recovery,
+)
 from realtime.testing.gateway import GatewayProcess, spawn_gateway, ws_client
 from realtime.testing.services import RedisServer, RestartUnsupported, redis_server
 from realtime.testing.waiting import wait_until_async
@@ -39,11 +45,8 @@ def channel() -> str:
     return f"room-{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture
-async def pair(
-    kafka: KafkaServer, redis: RedisServer, tmp_path: Path
-) -> AsyncIterator[tuple[GatewayProcess, GatewayProcess]]:
-    env = {
+def kafka_env(kafka: KafkaServer, redis: RedisServer) -> dict[str, str]:
+    return {
         "BROADCAST_MQ_TYPE": "kafka",
         "BROADCAST_MQ_ADDR": kafka.bootstrap,
         "BROADCAST_KAFKA_TOPIC": f"gateways-{uuid.uuid4().hex[:8]}",
@@ -55,6 +58,13 @@ async def pair(
         # Only hist-* channels keep history: the other tests see the seed's behaviour.
         "HISTORY_CHANNELS": "hist-*",
     }
+
+
+@pytest.fixture
+async def pair(
+    kafka: KafkaServer, redis: RedisServer, tmp_path: Path
+) -> AsyncIterator[tuple[GatewayProcess, GatewayProcess]]:
+    env = kafka_env(kafka, redis)
     async with spawn_gateway(env, str(tmp_path / "g1.log")) as g1:
         async with spawn_gateway(env, str(tmp_path / "g2.log")) as g2:
             yield g1, g2
@@ -83,6 +93,20 @@ async def test_broadcasts_cross_instances_both_ways(pair, channel: str) -> None:
 
 async def test_a_client_cut_off_recovers_on_another_instance(pair, channel: str) -> None:  # type: ignore[no-untyped-def]
     await check_recovery(*pair, f"hist-{channel}")
+
+
+async def test_a_client_whose_gateway_is_killed_recovers_on_another_instance(  # type: ignore[no-untyped-def]
+    pair, channel: str
+) -> None:
+    g1, g2 = pair
+    await check_recovery(g1, g2, f"hist-{channel}", kill_b=g2.process.kill)
+    assert g2.process.wait(10) == -9  # SIGKILL: no drain, no goodbye
+
+
+async def test_concurrent_publishers_on_two_instances_arrive_in_offset_order(  # type: ignore[no-untyped-def]
+    pair, channel: str
+) -> None:
+    await check_concurrent_publishers(*pair, f"hist-{channel}")
 
 
 async def test_presence_crosses_instances(pair, channel: str) -> None:  # type: ignore[no-untyped-def]
@@ -147,3 +171,19 @@ async def test_frozen_kafka_turns_readyz_red_within_the_probe_bound(
     )
     # Interval + timeout, and room for a loaded machine.
     assert to_red <= 1 + 2 + 2, to_red
+
+
+@pytest.mark.parametrize("persistence", [True, False])
+async def test_history_across_a_redis_restart(
+    kafka: KafkaServer, tmp_path: Path, channel: str, persistence: bool
+) -> None:
+    # Its own Redis: it restarts. History lives there whatever MQ carries broadcasts.
+    with redis_server() as own_redis:
+        env = kafka_env(kafka, own_redis)
+        async with (
+            spawn_gateway(env, str(tmp_path / "g1.log")) as g1,
+            spawn_gateway(env, str(tmp_path / "g2.log")) as g2,
+        ):
+            await check_history_across_redis_restart(
+                g1, g2, own_redis, f"hist-{channel}", persistence
+            )

@@ -11,9 +11,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from realtime.testing.flows import check_broadcasts_cross, check_presence_crosses, check_recovery
+from realtime.testing.flows import (
+    check_broadcasts_cross,
+    check_concurrent_publishers,
+    check_history_across_redis_restart,
+    check_presence_crosses,
+    check_recovery,
+)
 from realtime.testing.gateway import GatewayProcess, spawn_gateway, ws_client
-from realtime.testing.services import RedisServer, RestartUnsupported
+from realtime.testing.services import RedisServer, RestartUnsupported, redis_server
 from realtime.testing.waiting import wait_until_async
 from realtime_rabbitmq.testing import RabbitMQServer
 
@@ -50,6 +56,20 @@ async def test_broadcasts_cross_instances_both_ways(pair, room: str) -> None:  #
 
 async def test_a_client_cut_off_recovers_on_another_instance(pair, room: str) -> None:  # type: ignore[no-untyped-def]
     await check_recovery(*pair, f"hist-{room}")
+
+
+async def test_a_client_whose_gateway_is_killed_recovers_on_another_instance(  # type: ignore[no-untyped-def]
+    pair, room: str
+) -> None:
+    g1, g2 = pair
+    await check_recovery(g1, g2, f"hist-{room}", kill_b=g2.process.kill)
+    assert g2.process.wait(10) == -9  # SIGKILL: no drain, no goodbye
+
+
+async def test_concurrent_publishers_on_two_instances_arrive_in_offset_order(  # type: ignore[no-untyped-def]
+    pair, room: str
+) -> None:
+    await check_concurrent_publishers(*pair, f"hist-{room}")
 
 
 async def test_presence_crosses_instances(pair, room: str) -> None:  # type: ignore[no-untyped-def]
@@ -133,3 +153,17 @@ async def test_frozen_rabbitmq_turns_readyz_red_within_the_probe_bound(
 
 async def _is(http: httpx.AsyncClient, url: str, status: int) -> bool:
     return await _status(http, url) == status
+
+
+@pytest.mark.parametrize("persistence", [True, False])
+async def test_history_across_a_redis_restart(
+    rabbitmq: RabbitMQServer, tmp_path: Path, room: str, persistence: bool
+) -> None:
+    # Its own Redis: it restarts. History lives there whatever MQ carries broadcasts.
+    with redis_server() as own_redis:
+        env = rabbitmq_env(rabbitmq, own_redis)
+        async with (
+            spawn_gateway(env, str(tmp_path / "g1.log")) as g1,
+            spawn_gateway(env, str(tmp_path / "g2.log")) as g2,
+        ):
+            await check_history_across_redis_restart(g1, g2, own_redis, f"hist-{room}", persistence)

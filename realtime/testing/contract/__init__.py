@@ -25,6 +25,11 @@ without it):
   builds a broker from the first, raises ``ConfigError`` naming the variable for each of the
   others.
 
+The ``test_history_*`` cases run gateway nodes over your broker with history on (one shared
+in-process history store): concurrent publishers on two instances reach every subscriber in
+offset order, once; a broadcast stored but never carried by the MQ is filled from history; a
+gap history no longer holds is reported (``broadcasts_lost``) and order goes on.
+
 Each test builds its brokers fresh, as separate gateway instances would. The pipelined-publish
 cases run when the broker is a :class:`realtime.brokers.base.PipelinedBroker` and are skipped,
 with the reason, when it is not. The suite needs
@@ -37,10 +42,11 @@ from __future__ import annotations
 from realtime.testing.contract.base import ContractBase, Inbox
 from realtime.testing.contract.delivery import DeliveryCases
 from realtime.testing.contract.failures import FailureCases
+from realtime.testing.contract.history import HistoryCases
 from realtime.testing.contract.lifecycle import LifecycleCases
 
 __all__ = ["BrokerContract", "ContractBase", "Inbox"]
 
 
-class BrokerContract(DeliveryCases, LifecycleCases, FailureCases):
+class BrokerContract(DeliveryCases, LifecycleCases, FailureCases, HistoryCases):
     """The whole suite: subclass it in a test module (see the module docstring)."""

@@ -123,7 +123,10 @@ async def test_each_answer_is_bounded_from_when_it_was_asked() -> None:
     assert len(answers) == 4
     assert max(answers) < deadline + 0.2, answers
     # What was sent kept its order.
-    assert trips.batches == [[("broadcast.c", b"0")], [("broadcast.c", b"%d" % i) for i in (1, 2, 3)]]
+    assert trips.batches == [
+        [("broadcast.c", b"0")],
+        [("broadcast.c", b"%d" % i) for i in (1, 2, 3)],
+    ]
 
 
 async def test_what_waited_past_its_deadline_is_failed_unsent() -> None:

@@ -49,6 +49,7 @@ PUBLISH_DEADLINE = redisconn.COMMAND_TIMEOUT
 def _late(deadline: float) -> str:
     return f"redis publish failed: no answer within {deadline:g}s"
 
+
 #: One round trip carrying a batch of (topic, data) publishes, in order.
 Send = Callable[[list[tuple[str, bytes]]], Awaitable[object]]
 

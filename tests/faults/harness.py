@@ -175,8 +175,7 @@ class Traffic:
                 *(asyncio.create_task(self._poll_ready(http, url)) for url in self.watch),
             ]
             try:
-                while not stop.is_set():
-                    await asyncio.sleep(0.05)
+                await asyncio.to_thread(stop.wait)
             finally:
                 for task in tasks:
                     task.cancel()

@@ -4,6 +4,7 @@ contract suite runs it on real Redis servers)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -93,3 +94,81 @@ def test_topics_are_the_seed_channel_names() -> None:
     assert split_topic("broadcast.room.1") == ("broadcast", "room.1")
     assert split_topic("presence.") is None
     assert split_topic("other.room") is None
+
+
+async def test_each_answer_is_bounded_from_when_it_was_asked() -> None:
+    # Round trips that never come back (a frozen Redis): the batch in flight fails at its
+    # oldest publish's deadline, and what queued behind it at its own, instead of each waiting
+    # for a whole round trip behind the one ahead.
+    trips = RoundTrips()
+    deadline = 0.3
+    publisher = Publisher(trips, deadline=deadline)
+    loop = asyncio.get_running_loop()
+    answers: list[float] = []
+
+    async def publish(i: int) -> None:
+        asked = loop.time()
+        with pytest.raises(BrokerError, match="no answer within"):
+            await publisher.put("broadcast.c", b"%d" % i)
+        answers.append(loop.time() - asked)
+
+    try:
+        first = asyncio.create_task(publish(0))
+        await wait_until_async(lambda: len(trips.batches) == 1, 5)
+        await asyncio.sleep(deadline / 2)  # the rest ask while the first batch hangs
+        rest = [asyncio.create_task(publish(i)) for i in range(1, 4)]
+        await asyncio.wait_for(asyncio.gather(first, *rest), 5)
+    finally:
+        await publisher.close()
+    assert len(answers) == 4
+    assert max(answers) < deadline + 0.2, answers
+    # What was sent kept its order.
+    assert trips.batches == [
+        [("broadcast.c", b"0")],
+        [("broadcast.c", b"%d" % i) for i in (1, 2, 3)],
+    ]
+
+
+async def test_what_waited_past_its_deadline_is_failed_unsent() -> None:
+    # A round trip that overruns the deadline (a send that does not give up in time): what
+    # queued behind it is failed when the writer gets to it, never sent late.
+    loop = asyncio.get_running_loop()
+    batches: list[list[tuple[str, bytes]]] = []
+
+    async def stubborn(batch: list[tuple[str, bytes]]) -> None:
+        batches.append(batch)
+        if len(batches) == 1:
+            end = loop.time() + 0.4
+            while loop.time() < end:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.sleep(end - loop.time())
+
+    publisher = Publisher(stubborn, deadline=0.2)
+    try:
+        first = publisher.put("broadcast.c", b"0")
+        await wait_until_async(lambda: len(batches) == 1, 5)
+        queued = publisher.put("broadcast.c", b"1")
+        await asyncio.wait_for(first, 5)  # it was answered, late: the truth is a success
+        with pytest.raises(BrokerError, match="no answer within"):
+            await asyncio.wait_for(queued, 5)
+        await asyncio.wait_for(publisher.put("broadcast.c", b"2"), 5)
+    finally:
+        await publisher.close()
+    assert batches == [[("broadcast.c", b"0")], [("broadcast.c", b"2")]]
+
+
+async def test_a_late_batch_does_not_fail_what_is_still_in_time() -> None:
+    trips = RoundTrips()
+    publisher = Publisher(trips, deadline=0.5)
+    try:
+        first = publisher.put("broadcast.c", b"0")
+        await wait_until_async(lambda: len(trips.batches) == 1, 5)
+        with pytest.raises(BrokerError, match="no answer within"):
+            await asyncio.wait_for(first, 5)
+        trips.release.set()  # Redis answers again
+        later = [publisher.put("broadcast.c", b"%d" % i) for i in (1, 2)]
+        await asyncio.wait_for(asyncio.gather(*later), 5)
+        sent = [item for batch in trips.batches[1:] for item in batch]
+        assert sent == [("broadcast.c", b"1"), ("broadcast.c", b"2")]
+    finally:
+        await publisher.close()

@@ -30,10 +30,18 @@ GREEN_AFTER_SUBSCRIBER_CUT = 1.0 + 0.5
 # Sentinel promoted the replica: the subscriber's next retry asks the sentinels again.
 GREEN_AFTER_FAILOVER = 2.0 + 1.0
 
-# Not asserted, measured: after a freeze, how long until messages published after it arrive,
-# and the slowest publish answer. Both are defects this suite found (docs/reliability.md):
-# publishes queue behind timed-out batches, and the backlog Redis pushed during the freeze is
-# delivered slowly. Bounding them is left to their fix.
+# A frozen or busy Redis resumes: it answers the publishes it held and pushes them to the
+# subscriber, which kept its connection; a message published after the resume arrives after
+# one publish round trip (on a new connection if the last one timed out) and its delivery:
+# well under 0.5 s. Measured 0.1-0.5 s (docs/reliability.md). Before the harness kept its
+# subscriber off the posting loop, this read 9 s after a 6 s freeze: the harness, not the
+# gateway.
+FIRST_DELIVERY_AFTER_RESUME = 0.5 + 2.0
+
+# Every publish is answered within the Redis publisher's deadline from when it was asked
+# (realtime.brokers.redis.common.PUBLISH_DEADLINE, the command timeout, 3 s), frozen Redis or
+# not: nothing queues behind timed-out batches any more (9.8 s and 12.9 s were measured).
+ANSWER_WHEN_UNANSWERED = 3.0 + 1.5
 
 # A broker server (Kafka, RabbitMQ) started again and ready: its client's reconnect and a
 # probe sent after it. Kafka's and RabbitMQ's clients retry on their own schedules (aiokafka's

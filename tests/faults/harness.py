@@ -24,11 +24,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from websockets.exceptions import ConnectionClosed
@@ -136,25 +138,48 @@ class Traffic:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Traffic]:
-        limits = httpx.Limits(max_connections=400, max_keepalive_connections=50)
-        async with httpx.AsyncClient(limits=limits) as http:
-            subscribed = asyncio.Event()
-            self._tasks = [
+        """Posts on this event loop; the subscriber and the /readyz polls on a loop of their
+        own, in a thread (see :meth:`_watch`)."""
+        subscribed, stop = threading.Event(), threading.Event()
+        watcher = threading.Thread(
+            target=lambda: asyncio.run(self._watch(subscribed, stop)), name="fault-watcher"
+        )
+        watcher.start()
+        try:
+            if not await asyncio.to_thread(subscribed.wait, 10):
+                raise TimeoutError("the fault subscriber did not subscribe within 10 s")
+            self._tasks = [asyncio.create_task(self._publish())]
+            yield self
+        finally:
+            self._publishing = False
+            if self._posts:
+                await asyncio.wait(self._posts, timeout=PUBLISH_TIMEOUT + 1)
+            await self._settle()
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            stop.set()
+            await asyncio.to_thread(watcher.join, 10)
+
+    async def _watch(self, subscribed: threading.Event, stop: threading.Event) -> None:
+        """The subscriber and the /readyz polls, on their own event loop. On the posting loop
+        they measured the harness rather than the gateway: after a freeze, hundreds of posts
+        in flight kept httpx's connection pool busy (each request walked every pooled
+        connection), and the subscriber read its socket at 5-10 frames a second while a
+        subscriber in another process had every message on time (docs/reliability.md). The
+        posts themselves are plain one-request connections (:func:`post_once`) for the same
+        reason."""
+        async with httpx.AsyncClient() as http:
+            tasks = [
                 asyncio.create_task(self._subscribe(subscribed)),
                 *(asyncio.create_task(self._poll_ready(http, url)) for url in self.watch),
             ]
             try:
-                await asyncio.wait_for(subscribed.wait(), 10)
-                self._tasks.append(asyncio.create_task(self._publish(http)))
-                yield self
+                await asyncio.to_thread(stop.wait)
             finally:
-                self._publishing = False
-                if self._posts:
-                    await asyncio.wait(self._posts, timeout=PUBLISH_TIMEOUT + 1)
-                await self._settle()
-                for task in self._tasks:
+                for task in tasks:
                     task.cancel()
-                await asyncio.gather(*self._tasks, return_exceptions=True)
+                await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _settle(self) -> None:
         """Wait until every 200 is delivered, or until deliveries stop coming for SETTLE s."""
@@ -169,7 +194,7 @@ class Traffic:
                 return
             await asyncio.sleep(0.05)
 
-    async def _subscribe(self, subscribed: asyncio.Event) -> None:
+    async def _subscribe(self, subscribed: threading.Event) -> None:
         # One connection for the whole run: a subscriber that must reconnect is a finding
         # (noted), and it reconnects so the rest of the run is still measured.
         while True:
@@ -187,28 +212,27 @@ class Traffic:
                 self.notes.append(f"subscriber connection lost: {type(exc).__name__}")
                 await asyncio.sleep(0.1)
 
-    async def _publish(self, http: httpx.AsyncClient) -> None:
+    async def _publish(self) -> None:
         seq = 0
         start = time.monotonic()
         while self._publishing:
             seq += 1
-            task = asyncio.create_task(self._post(http, seq))
+            task = asyncio.create_task(self._post(seq))
             self._posts.add(task)
             task.add_done_callback(self._posts.discard)
             # Keep the cadence on the clock, not on how long the loop took.
             await asyncio.sleep(max(0.0, start + seq * PUBLISH_INTERVAL - time.monotonic()))
 
-    async def _post(self, http: httpx.AsyncClient, seq: int) -> None:
+    async def _post(self, seq: int) -> None:
         entry = Publish(seq, time.monotonic())
         self.publishes.append(entry)
         body = {"channel": self.channel, "event": "tick", "payload": {"seq": seq}}
         try:
-            response = await http.post(
-                self._route() + "/api/event", json=body, timeout=PUBLISH_TIMEOUT
+            entry.status = await asyncio.wait_for(
+                post_once(self._route() + "/api/event", body), PUBLISH_TIMEOUT
             )
-            entry.status = response.status_code
-        except httpx.HTTPError:
-            entry.status = None
+        except (OSError, TimeoutError, ValueError):
+            entry.status = None  # refused, reset, timed out or not HTTP
         entry.answered = time.monotonic()
 
     async def _poll_ready(self, http: httpx.AsyncClient, url: str) -> None:
@@ -284,6 +308,32 @@ class Traffic:
             exit_after=self.exit_after,
             notes=list(dict.fromkeys(self.notes)),
         )
+
+
+async def post_once(url: str, body: dict[str, Any]) -> int:
+    """POST ``body`` as JSON on a connection of its own (``Connection: close``): the status.
+    No client pool, so a few hundred posts hung on a frozen backend cost the harness nothing
+    while they wait."""
+    parts = urlsplit(url)
+    data = json.dumps(body).encode()
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        writer.write(
+            f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+            "Connection: close\r\n\r\n".encode()
+            + data
+        )
+        await writer.drain()
+        status_line = await reader.readline()
+        version, _, rest = status_line.decode("latin-1").partition(" ")
+        if not version.startswith("HTTP/"):
+            raise ValueError(f"not an HTTP response: {status_line!r}")
+        return int(rest.split(" ", 1)[0])
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
 
 
 async def presence_users(ws_url: str, channel: str) -> set[str]:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from redis.backoff import EqualJitterBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
+from realtime import redisconn
 from realtime.errors import BrokerError
 from realtime.wire.messages import KINDS, RESERVED_PREFIX, Kind
 
@@ -39,6 +40,15 @@ def backoff(failures: int) -> float:
 
 CONFIRM_TIMEOUT = 5.0
 PUBLISH_BATCH = 512
+#: Seconds from a publish being asked to its answer, at most: Redis's own command timeout, so
+#: a healthy Redis never reaches it and a frozen one fails each publish once, not once per
+#: batch queued ahead of it.
+PUBLISH_DEADLINE = redisconn.COMMAND_TIMEOUT
+
+
+def _late(deadline: float) -> str:
+    return f"redis publish failed: no answer within {deadline:g}s"
+
 
 #: One round trip carrying a batch of (topic, data) publishes, in order.
 Send = Callable[[list[tuple[str, bytes]]], Awaitable[object]]
@@ -111,11 +121,12 @@ class Confirmations:
                 waiter.set_result(None)
 
 
-Pending = tuple[str, bytes, asyncio.Future[None]]
+#: A queued publish: topic, data, its answer, and the loop time it was asked.
+Pending = tuple[str, bytes, asyncio.Future[None], float]
 
 
 def _settle(batch: list[Pending], error: BaseException | None) -> None:
-    for _, _, done in batch:
+    for _, _, done, _ in batch:
         if done.done():
             continue
         if error is None:
@@ -127,30 +138,54 @@ def _settle(batch: list[Pending], error: BaseException | None) -> None:
 class Publisher:
     """Publishes queued in order and written by one task: whatever queued up during a round
     trip goes out together in the next one, at most :data:`PUBLISH_BATCH` at a time. Each
-    publish gets a future that resolves when Redis answered, or fails with ``BrokerError``."""
+    publish gets a future that resolves when Redis answered, or fails with ``BrokerError``.
 
-    def __init__(self, send: Send) -> None:
+    Each answer is bounded from when the publish was *asked*, not from when its batch went out:
+    a publish still queued ``deadline`` seconds after it was asked fails without being sent
+    (a frozen Redis would otherwise hold each batch for a whole command timeout, and a steady
+    stream would queue behind them: 9.8 s and 12.9 s answers were measured), and a batch in
+    flight is given up when its oldest publish reaches the deadline. What is sent keeps its
+    order. A batch given up in flight may still have reached Redis (as any timeout): its
+    publishes fail but may be delivered; the ones failed in the queue were never sent.
+    """
+
+    def __init__(self, send: Send, deadline: float = PUBLISH_DEADLINE) -> None:
         self._send = send
+        self._deadline = deadline
         self._outbox: collections.deque[Pending] = collections.deque()
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
 
     def put(self, name: str, data: bytes) -> asyncio.Future[None]:
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
         if self._closed:
             done.set_exception(BrokerError("redis broker is closed"))
             return done
-        self._outbox.append((name, data, done))
+        self._outbox.append((name, data, done, loop.time()))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write(), name="redis-publisher")
         return done
 
     async def _write(self) -> None:
         outbox = self._outbox
+        loop = asyncio.get_running_loop()
         while outbox:
+            now = loop.time()
+            expired: list[Pending] = []
+            while outbox and now - outbox[0][3] >= self._deadline:
+                expired.append(outbox.popleft())
+            if expired:
+                _settle(expired, BrokerError(_late(self._deadline)))
+                continue
             batch = [outbox.popleft() for _ in range(min(len(outbox), PUBLISH_BATCH))]
             try:
-                await self._send([(name, data) for name, data, _ in batch])
+                # The oldest publish's deadline bounds the whole batch: the rest were asked
+                # later, so each answer stays within its own deadline.
+                async with asyncio.timeout_at(batch[0][3] + self._deadline):
+                    await self._send([(name, data) for name, data, _, _ in batch])
+            except TimeoutError:
+                _settle(batch, BrokerError(_late(self._deadline)))
             except (RedisError, RedisClusterException, OSError) as exc:
                 _settle(batch, BrokerError(f"redis publish failed: {exc}"))
             except asyncio.CancelledError:

@@ -122,8 +122,11 @@ async def test_sigterm_drains_then_exits(tmp_path: Path) -> None:
     failures = [(t - signalled, p, a) for t, p, a in hammer.answers if not isinstance(a, int)]
     assert all(a == "ConnectError" for _, _, a in failures), failures
     assert all(t > drain - 0.1 for t, _, _ in failures), failures
+    # A refused connect (checked above: only from the drain's end) may also start just before
+    # a client saw the last close: the port holds new connections off from the server's last
+    # close (listeners.quiesce), which the client sees a moment later.
     during = [a for t, p, a in hammer.answers if signalled < t < times[-1] and p == "/api/event"]
-    assert len(during) > 10 and set(during) == {200}, during
+    assert len(during) > 10 and set(during) - {"ConnectError"} == {200}, during
     assert "draining: /readyz answers 503" in log
 
 

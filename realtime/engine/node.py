@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import msgspec
 
+from realtime import metrics
 from realtime.auth.grants import Grants
 from realtime.brokers.base import Broker, PipelinedBroker
 from realtime.engine.admission import Admission
@@ -122,11 +123,14 @@ class Membership:
         member = Member(peer.user_id, meta, int(time.time()))
         with refusing(channel):
             await self._store.join(channel, state.conn, member)
+        if channel not in state.joined:  # an update is no new entry
+            metrics.PRESENCE_MEMBERS.inc()
         state.joined[channel] = member
 
     async def leave(self, peer: Peer, state: PeerState, channel: str) -> None:
         if state.joined.pop(channel, None) is None:
             return
+        metrics.PRESENCE_MEMBERS.dec()
         # On PresenceError the entry expires by itself and the reaper announces the leave then.
         with refusing(channel):
             await self._store.leave(channel, state.conn, peer.user_id)
@@ -138,6 +142,7 @@ class Membership:
             return
         if state.joined.pop(channel, None) is None:
             return
+        metrics.PRESENCE_MEMBERS.dec()  # lingering is no longer this connection's entry
         # On PresenceError the entry expires by itself (TTL) and the reaper announces the leave.
         with refusing(channel):
             if await self._store.linger(channel, state.conn, peer.user_id):
@@ -328,9 +333,11 @@ class Node:
                 position, data = await self.history.store.append(channel, data[:-1])
             except HistoryError as exc:
                 raise backend_failure("publish_failed", HISTORY_FAILED, channel, exc) from exc
+        started = time.perf_counter()
         try:
             await self.brokers[BROADCAST].publish(BROADCAST, channel, data)
         except BrokerError as exc:
+            metrics.PUBLISH_ERRORS[BROADCAST].inc()
             if position is None:
                 raise backend_failure("publish_failed", PUBLISH_FAILED, channel, exc) from exc
             # Stored: a retry would store it twice. A client recovering with `since` gets it.
@@ -341,6 +348,8 @@ class Node:
                 exc,
                 extra={"channel": channel},
             )
+        else:
+            metrics.PUBLISH_LATENCY.observe(time.perf_counter() - started)
         return position
 
     async def deliver(self, kind: Kind, channel: str, data: bytes) -> None:
@@ -354,9 +363,13 @@ class Node:
         message = _addressed(kind, channel, data)
         if message is None:
             return
+        # One bump per message and one per fan-out, whatever the number of recipients.
+        metrics.IN[kind].inc()
+        metrics.OUT[kind].inc(len(peers))
         if kind == PRESENCE:
             self._views.deliver(channel, message, peers)
             return
+        metrics.delivered(message.ts)
         frame = client_frame(message)
         if self._ordering is not None and message.offset:
             self._ordering.accept(channel, message, frame)

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import uuid
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.datastructures import State
 from starlette.middleware import Middleware
@@ -15,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from realtime import metrics
 from realtime.apikeys import find_key, presented_key
 from realtime.backends import build_node
 from realtime.config import Settings
@@ -75,6 +78,7 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
             position = await node.publish(event.channel, event.event, event.payload)
         except FrameError as exc:
             return error(413 if exc.code == "message_too_large" else 503, exc.message)
+        metrics.HTTP_PUBLISHES.inc()
         # The id is the HTTP API's alone: WebSocket broadcasts need none, so none is made there.
         answer: dict[str, object] = {"status": "ok", "message_id": uuid.uuid4().hex}
         if position is not None:
@@ -124,6 +128,19 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
             status_code=200 if ready else 503,
         )
 
+    async def get_metrics(request: Request) -> Response:
+        if settings.metrics == "off":
+            return error(404, "metrics are off (METRICS=off)")
+        if settings.metrics == "local" and not _loopback(request):
+            presented = presented_key(request.headers)
+            if not api_keys or presented is None or find_key(api_keys, presented) is None:
+                # The same answer with or without keys configured: says nothing about them.
+                return error(
+                    403,
+                    "/metrics answers loopback clients and API key holders (METRICS=local)",
+                )
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
     async def openapi(request: Request) -> Response:
         return JSONResponse(OPENAPI)
 
@@ -132,6 +149,7 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
         Route("/api/history", get_history),
         Route("/openapi.json", openapi),
         Route("/healthz", healthz),
+        Route("/metrics", get_metrics),
         Route("/readyz", readyz),
     ]
     middleware = [
@@ -152,6 +170,16 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
         Lifespan(node, settings, freeze_gc, drain),
         http.state,
     )
+
+
+def _loopback(request: Request) -> bool:
+    """The client (as TRUSTED_PROXIES resolved it) is this host."""
+    if request.client is None:
+        return False
+    try:
+        return ipaddress.ip_address(request.client.host).is_loopback
+    except ValueError:
+        return False
 
 
 class RealtimeApp:

@@ -33,7 +33,8 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 KINDS = ("broadcast", "presence")
 # The close codes the gateway and its clients use; anything else is "other" (bounded labels).
 KNOWN_CODES = frozenset({1000, 1001, 1006, 1008, 1009, 1011, 1012, 4001, 4008, 4029})
-# Frame types a client may send (realtime/wire/messages.py's tags) and what did not decode.
+# Frame types a client may send (realtime/wire/messages.py's tags), and "refused": frames
+# dropped before acting (they did not decode, or came over the rate).
 FRAME_TYPES = (
     "broadcast",
     "subscribe",
@@ -42,7 +43,7 @@ FRAME_TYPES = (
     "presence_update",
     "presence_leave",
     "refresh",
-    "invalid",
+    "refused",
 )
 
 # Latency buckets in seconds: a LAN publish is sub-millisecond, a loaded one tens of ms.

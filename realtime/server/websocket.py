@@ -136,7 +136,7 @@ FRAME_COUNTERS = {
     PresenceLeave: metrics.FRAMES["presence_leave"],
     Refresh: metrics.FRAMES["refresh"],
 }
-INVALID_FRAMES = metrics.FRAMES["invalid"]
+REFUSED_FRAMES = metrics.FRAMES["refused"]
 
 # What a connection whose token expired may still do while it has time to refresh.
 AFTER_EXPIRY = (Refresh, Unsubscribe, PresenceLeave)
@@ -172,7 +172,7 @@ async def read_loop(
                 metrics.RATE_LIMIT_CLOSES.inc()
                 peer.close(CLOSE_RATE_LIMITED, "rate limited")
                 return CLOSE_RATE_LIMITED
-            INVALID_FRAMES.inc()
+            REFUSED_FRAMES.inc()
             peer.send(refusal(exc))
             continue
         FRAME_COUNTERS[type(message)].inc()

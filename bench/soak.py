@@ -192,17 +192,24 @@ def tcp_sockets() -> dict[str, tuple[int, int]]:
     return sockets
 
 
+def fd_targets(pid: int) -> list[str]:
+    """What each of a process's open fds is (``socket:[inode]``, a path, ``anon_inode:...``)."""
+    targets = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(FileNotFoundError):  # closed while listed
+            targets.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    return targets
+
+
 def fd_kinds(
-    pid: int, port: int, redis_port: int, tcp: dict[str, tuple[int, int]]
+    targets: list[str], port: int, redis_port: int, tcp: dict[str, tuple[int, int]]
 ) -> dict[str, int]:
     """A process's open fds by kind: its WebSocket/HTTP clients (TCP to its port), its Redis
-    connections, and everything else (listening socket, files, pipes, epoll, ...)."""
+    connections, and everything else (listening socket, files, pipes, epoll, ...). ``tcp``
+    must be read after ``targets``: a socket accepted after the TCP table was read is in no
+    table, and was counted as "other" (a false "other fds" change in CI's run, mid-churn)."""
     kinds = {"clients": 0, "redis": 0, "other": 0}
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except FileNotFoundError:
-            continue  # closed while listed
+    for target in targets:
         inode = target[len("socket:[") : -1] if target.startswith("socket:[") else ""
         local, remote = tcp.get(inode, (0, 0))
         if local == port and remote != 0:
@@ -215,11 +222,12 @@ def fd_kinds(
 
 
 def sample(run: Run, start: float) -> Sample:
-    tcp = tcp_sockets()
+    targets = [fd_targets(g.process.pid) for g in run.gateways]
+    tcp = tcp_sockets()  # after the fds: every socket listed is in it (unless closed since)
     fds = []
-    for g in run.gateways:
+    for g, listed in zip(run.gateways, targets, strict=True):
         port = int(g.url.rsplit(":", 1)[1])
-        fds.append(fd_kinds(g.process.pid, port, run.redis_port, tcp))
+        fds.append(fd_kinds(listed, port, run.redis_port, tcp))
     return Sample(
         round(time.monotonic() - start, 1),
         [rss_kb(g.process.pid) for g in run.gateways],
@@ -490,9 +498,15 @@ async def soak(
         churn_start = time.monotonic()
         print(f"{args.connections} connections after {churn_start - start:.1f} s")
         sampling = asyncio.create_task(sampler(run, start))
-        # Kept-alive connections retire before uvicorn closes idle ones (5 s), so no request
-        # races a server-side close (an HTTP client's known race, not the gateway's fault).
-        http = httpx.AsyncClient(timeout=REQUEST_TIMEOUT, limits=httpx.Limits(keepalive_expiry=2))
+        # A new connection per HTTP publish. A kept-alive one raced uvicorn's close of idle
+        # connections (5 s after it sent the last response): retiring them after 2 s was not
+        # enough, as the driver's clock starts when it reads the response, and a driver starved
+        # of CPU reads late and writes its next request late; a request written as the server
+        # closes is reset unread (httpx's ReadError, no answer: twice in the 10-minute run).
+        # That is HTTP/1.1's keep-alive race, a client's to retry, not the gateway's loss.
+        http = httpx.AsyncClient(
+            timeout=REQUEST_TIMEOUT, limits=httpx.Limits(max_keepalive_connections=0)
+        )
         publishing = asyncio.create_task(publish_loop(run, http, publishers))
         await asyncio.sleep(args.warmup)
         warm = sample(run, start)

@@ -26,11 +26,17 @@ from realtime.history.redis import RedisHistory
 from realtime.presence.base import PresenceStore
 from realtime.presence.memory import MemoryPresence
 from realtime.presence.redis import RedisPresence
+from realtime.webhooks import Webhooks
+from realtime.webhooks.memory import MemoryWebhooks
+from realtime.webhooks.poster import BACKOFF_CAP, Poster
+from realtime.webhooks.redis import RedisWebhooks
 
 
 def build_node(settings: Settings) -> Node:
     """Pick the broker, the presence bus and the presence store the settings name."""
     broker = load_broker(settings.broker, settings)
+    hooks = poster(settings)
+    webhooks: Webhooks | None = None
     store: PresenceStore
     presence_bus: Broker
     if settings.presence_store == "redis":
@@ -52,12 +58,26 @@ def build_node(settings: Settings) -> Node:
             settings.presence_max_members,
             publish_in_script=not sharded,
             leave_grace=settings.presence_leave_grace,
+            webhook_queue=settings.webhook_queue_size if hooks is not None else 0,
         )
+        if hooks is not None:
+            webhooks = RedisWebhooks(
+                cast(aioredis.Redis, redisconn.client(settings.redis)),
+                hooks,
+                settings.webhook_events,
+                settings.webhook_claim_seconds,
+            )
     else:
+        memory_hooks = None
+        if hooks is not None:
+            webhooks = memory_hooks = MemoryWebhooks(
+                hooks, settings.webhook_events, settings.webhook_queue_size
+            )
         store = MemoryPresence(
             settings.presence_ttl,
             settings.presence_max_members,
             leave_grace=settings.presence_leave_grace,
+            webhooks=memory_hooks.put if memory_hooks is not None else None,
         )
         # The in-process broker carries presence too when it carries broadcasts (one bus, one
         # delivery queue); any other broker gets an in-process presence bus beside it.
@@ -75,9 +95,21 @@ def build_node(settings: Settings) -> Node:
         permissions=permissions(settings),
         probe_interval=settings.probe_interval,
         probe_timeout=settings.probe_timeout,
+        control_timeout=settings.server_api_timeout,
         leave_grace=settings.presence_leave_grace,
         history=history(settings),
+        webhooks=webhooks,
     )
+
+
+def poster(settings: Settings) -> Poster | None:
+    if settings.webhook_url is None or settings.webhook_secret is None:
+        return None
+    # The instance retrying a batch renews its hold before each attempt: a wait of at most a
+    # third of the claim time plus a POST of under half of it (checked at start) keep the gap
+    # between renewals below the claim time, so no other instance takes the batch over.
+    cap = min(BACKOFF_CAP, settings.webhook_claim_seconds / 3)
+    return Poster(settings.webhook_url, settings.webhook_secret, settings.webhook_timeout, cap)
 
 
 def history(settings: Settings) -> History | None:

@@ -62,6 +62,32 @@ def parser() -> argparse.ArgumentParser:
         default=1,
         help="processes sharing the port, each one instance on the MQ (default 1)",
     )
+    commands.add_parser(
+        "check",
+        help="print the effective settings (secrets masked) and test the backends",
+        description="Print the effective settings, secrets masked, then start the broker(s)"
+        " and the presence store as the gateway does and say what works. Exit 0: all work;"
+        " 1: something does not; 2: a bad setting.",
+    )
+    url = os.environ.get("REALTIME_URL", "http://127.0.0.1:8080")
+    publish = commands.add_parser(
+        "publish",
+        help="publish a broadcast through the HTTP API",
+        description="POST /api/event to a gateway (API key: REALTIME_API_KEY).",
+    )
+    publish.add_argument("channel")
+    publish.add_argument("payload", metavar="JSON", help="the payload, a JSON value")
+    publish.add_argument("--event", default="message", help="event name (default message)")
+    publish.add_argument("--url", default=url, help=f"the gateway (REALTIME_URL; {url})")
+    listen = commands.add_parser(
+        "listen",
+        help="subscribe to a channel and print every frame as a JSON line",
+        description="A terminal subscriber over WebSocket (token: REALTIME_TOKEN).",
+    )
+    listen.add_argument("channel")
+    listen.add_argument("--user", help="user_id, for a gateway without JWT_SECRET")
+    listen.add_argument("--presence", action="store_true", help="presence events too")
+    listen.add_argument("--url", default=url, help=f"the gateway (REALTIME_URL; {url})")
     return main
 
 
@@ -215,7 +241,8 @@ def security_warnings(settings: Settings) -> list[str]:
     if not settings.api_keys:
         warnings.append(
             "API_KEYS is not set: POST /api/event is open, anyone who reaches this port can"
-            " publish to any channel (set API_KEYS in production)"
+            " publish to any channel (set API_KEYS in production); the server API"
+            " (/api/channels, /api/disconnect, ...) stays off until it is set"
         )
     if not settings.http_require_json:
         warnings.append(
@@ -233,5 +260,17 @@ def security_warnings(settings: Settings) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "publish":
+        from realtime.tools import publish
+
+        raise SystemExit(publish.run(args.url, args.channel, args.payload, args.event))
+    if args.command == "listen":
+        from realtime.tools import listen
+
+        raise SystemExit(listen.run(args.url, args.channel, args.user, args.presence))
     settings = settings_or_exit()
+    if args.command == "check":
+        from realtime.tools import check
+
+        raise SystemExit(check.run(settings))
     serve(settings, workers=getattr(args, "workers", 1))

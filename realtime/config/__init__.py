@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from realtime.apikeys import ApiKey, parse_api_keys
 from realtime.brokers.base import ENVELOPE_RESERVE, MAX_MESSAGE_BYTES
@@ -32,6 +33,7 @@ from realtime.config.redis import (
     redis_deployment,
     redis_url_from_parts,
 )
+from realtime.config.webhooks import webhook_settings
 from realtime.errors import ConfigError
 from realtime.history.channels import parse_history_channels
 
@@ -96,6 +98,7 @@ class Settings:
     start_timeout: float
     probe_interval: float
     probe_timeout: float
+    server_api_timeout: float
     ws_max_frames_per_second: float
     ws_frame_burst: int
     ws_max_subscriptions: int
@@ -116,6 +119,12 @@ class Settings:
     history_channels: tuple[str, ...]
     history_size: int
     history_ttl: int
+    webhook_url: str | None
+    webhook_secret: str | None = field(repr=False)
+    webhook_events: tuple[str, ...]
+    webhook_timeout: float
+    webhook_queue_size: int
+    webhook_claim_seconds: float
     env: Mapping[str, str] = field(repr=False)
 
     def get(self, name: str, default: str | None = None) -> str | None:
@@ -146,10 +155,11 @@ def load_settings(
         MAX_MESSAGE_BYTES,
     )
     edge = message_max - ENVELOPE_RESERVE
+    redis = redis_deployment(env, broker)
     return Settings(
         host=host,
         port=port,
-        redis=redis_deployment(env, broker),
+        redis=redis,
         presence_store=presence_store,
         presence_ttl=parse(env, "PRESENCE_TTL_SECONDS", int, "a whole number of seconds >= 1", 1),
         presence_max_meta_bytes=parse(
@@ -232,6 +242,14 @@ def load_settings(
             0.01,
             3600,
         ),
+        server_api_timeout=parse(
+            env,
+            "SERVER_API_TIMEOUT_SECONDS",
+            float,
+            "a number of seconds from 0.01 to 60",
+            0.01,
+            60,
+        ),
         ws_max_frames_per_second=parse(
             env, "WS_MAX_FRAMES_PER_SECOND", float, "a number of frames >= 0"
         ),
@@ -269,6 +287,7 @@ def load_settings(
         history_channels=parse_history_channels("HISTORY_CHANNELS", env.given("HISTORY_CHANNELS")),
         history_size=bounded(env, "HISTORY_SIZE", 1, 100_000),
         history_ttl=bounded(env, "HISTORY_TTL_SECONDS", 1, 30 * 86400),
+        **webhook_settings(env, cluster=redis.cluster and presence_store == "redis"),
         env=merged,
     )
 
@@ -309,5 +328,13 @@ def describe(settings: Settings) -> str:
         text += (
             f" history={'|'.join(settings.history_channels)}"
             f" (last {settings.history_size}, {settings.history_ttl}s)"
+        )
+    if settings.webhook_url is not None:
+        # Scheme and host only: a webhook URL may carry credentials or a token in its path.
+        parts = urlsplit(settings.webhook_url)
+        port = f":{parts.port}" if parts.port else ""
+        text += (
+            f" webhooks={parts.scheme}://{parts.hostname}{port}"
+            f" ({','.join(settings.webhook_events)})"
         )
     return text

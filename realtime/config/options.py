@@ -50,7 +50,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("BROADCAST_MQ_PASSWORD", None, "broker password (redis broker)"),
     Option("BROADCAST_MQ_DB", None, "broker database index (redis broker)"),
     Option("CORS_ALLOWED_ORIGINS", "*", "comma-separated origins allowed to call /api/event"),
-    Option("API_KEYS", None, "keys for /api/event: key[:pattern|pattern],...; unset: open API"),
+    Option(
+        "API_KEYS",
+        None,
+        "keys for /api/event and the server API: key[:pattern|pattern],...;"
+        " unset: /api/event open, server API off",
+    ),
     Option("WS_ALLOWED_ORIGINS", None, "origins allowed to open /ws (default: the CORS list)"),
     Option(
         "HTTP_REQUIRE_JSON",
@@ -121,6 +126,11 @@ OPTIONS: tuple[Option, ...] = (
         "2",
         "seconds a probe (publish and its return) or a store ping may take before /readyz is red",
     ),
+    Option(
+        "SERVER_API_TIMEOUT_SECONDS",
+        "1",
+        "how long the server API waits for every instance's answer (channels, disconnect)",
+    ),
     Option("WS_SEND_QUEUE_SIZE", "1024", "frames queued per connection before it closes 4008"),
     # 16 MiB: more than the presence_sync of a full 100,000-member channel (about 13 MB with
     # ~90-byte metas) and 16 times what the frame bound lets through at 1 KB a frame, so a
@@ -162,6 +172,20 @@ OPTIONS: tuple[Option, ...] = (
     Option("HISTORY_SIZE", "100", "broadcasts kept per history channel (1..100000)"),
     Option(
         "HISTORY_TTL_SECONDS", "300", "seconds a history channel is kept after its last publish"
+    ),
+    Option("WEBHOOK_URL", None, "http(s) URL POSTed channel and member events (signed)"),
+    Option("WEBHOOK_SECRET", None, "HMAC-SHA256 key signing each webhook (>= 32 bytes)"),
+    Option(
+        "WEBHOOK_EVENTS",
+        "occupied,vacated,member_added,member_removed",
+        "which events to send: occupied, vacated, member_added, member_removed",
+    ),
+    Option("WEBHOOK_TIMEOUT_SECONDS", "5", "how long one webhook POST may take"),
+    Option("WEBHOOK_QUEUE_SIZE", "10000", "events held while the receiver is down; older drop"),
+    Option(
+        "WEBHOOK_CLAIM_SECONDS",
+        "30",
+        "a stopped instance's undelivered webhook batch is taken over after this long",
     ),
 )
 

@@ -37,6 +37,9 @@ class Hub:
     def local(self, kind: Kind, channel: str) -> set[Peer]:
         return self._subs[kind].get(channel) or set()
 
+    def names(self, kind: Kind) -> list[str]:
+        return list(self._subs[kind])
+
     def channels(self, kind: Kind) -> int:
         return len(self._subs[kind])
 

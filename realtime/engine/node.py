@@ -15,9 +15,11 @@ from collections.abc import Iterator
 import msgspec
 
 from realtime import metrics
+from realtime.apikeys import compile_patterns
 from realtime.auth.grants import Grants
 from realtime.brokers.base import Broker, PipelinedBroker
 from realtime.engine.admission import Admission
+from realtime.engine.control import Control, Reply, Request
 from realtime.engine.hub import Hub, Peer
 from realtime.engine.lifecycle import Backends
 from realtime.engine.liveness import Liveness
@@ -30,6 +32,7 @@ from realtime.engine.upkeep import Upkeep
 from realtime.errors import BrokerError, FrameError, HistoryError, PresenceError, PresenceFull
 from realtime.history.base import History, Position
 from realtime.presence.base import PresenceStore
+from realtime.webhooks import Webhooks
 from realtime.wire.frames import Outgoing
 from realtime.wire.messages import (
     BROADCAST,
@@ -50,6 +53,7 @@ from realtime.wire.messages import (
     bus_broadcast,
     client_frame,
     decode_bus,
+    error_frame,
 )
 
 log = logging.getLogger("realtime.engine.node")
@@ -177,6 +181,8 @@ class Node:
         probe_timeout: float = 2.0,
         leave_grace: float = 0,
         history: History | None = None,
+        control_timeout: float = 1.0,
+        webhooks: Webhooks | None = None,
     ) -> None:
         self.start_timeout = start_timeout
         self.brokers: dict[Kind, Broker] = {BROADCAST: broker, PRESENCE: presence_bus}
@@ -185,6 +191,7 @@ class Node:
         self.store = store
         self._backends = Backends(self.brokers, store)
         self.liveness = Liveness(self.brokers, store, probe_interval, probe_timeout)
+        self.control = Control(broker, self._control, control_timeout)
         self.permissions = permissions or Permissions()
         self._admission = Admission(self.permissions, max_message_bytes, max_meta_bytes)
         self._peers = Peers()
@@ -195,6 +202,8 @@ class Node:
             store, presence_ttl, self._peers.entries, self._served, self._views.check
         )
         self.history = history
+        # Its counters (delivered, rejected, failures on .poster; dropped) are for /metrics.
+        self.webhooks = webhooks
         self._recoveries = Recoveries(history) if history is not None else None
         self._ordering = None
         if history is not None:
@@ -212,12 +221,18 @@ class Node:
         await self._backends.start(self.deliver, self._publish_presence, self.start_timeout)
         if self.history is not None:
             await self.history.store.start()
+        if self.webhooks is not None:
+            await self.webhooks.start()
         self._upkeep.start()
         self.liveness.start()
+        await self.control.start()
 
     async def close(self) -> None:
+        await self.control.close()
         await self.liveness.close()
         await self._upkeep.close()
+        if self.webhooks is not None:
+            await self.webhooks.close()
         await self._views.close()
         if self._ordering is not None:
             await self._ordering.close()
@@ -355,7 +370,9 @@ class Node:
     async def deliver(self, kind: Kind, channel: str, data: bytes) -> None:
         """A message from the bus: encode its client frame once, queue it to every local peer."""
         if channel.startswith(RESERVED_PREFIX):
-            self.liveness.deliver(kind, channel, data)  # never a client's: clients may not use it
+            # Never a client's: clients may not use them.
+            if kind != BROADCAST or not self.control.deliver(channel, data):
+                self.liveness.deliver(kind, channel, data)
             return
         peers = self.hub.local(kind, channel)
         if not peers:
@@ -489,3 +506,63 @@ class Node:
 
     def _reassert(self, channel: str) -> None:
         self._upkeep.reassert(channel)
+
+    # --- the server API's requests, from any instance (realtime/engine/control.py) ---------------
+
+    async def _control(self, request: Request) -> Reply:
+        if request.op == "channels":
+            return Reply("", "", channels=self.local_channels(request))
+        if request.op == "disconnect":
+            return Reply("", "", count=self.close_user(request.user, request.code, request.reason))
+        if request.op == "unsubscribe":
+            return Reply("", "", count=await self.unsubscribe_user(request.user, request.channel))
+        return Reply("", "")
+
+    def local_channels(self, request: Request) -> dict[str, int]:
+        """This instance's channels after ``cursor`` matching ``pattern`` (the first ``limit``
+        by name), each with its local subscribers (either kind, a connection counted once)."""
+        regex = compile_patterns((request.pattern,)) if request.pattern else None
+        names = set()
+        for kind in (BROADCAST, PRESENCE):
+            for channel in self.hub.names(kind):
+                if channel > request.cursor and (regex is None or regex.fullmatch(channel)):
+                    names.add(channel)
+        chosen = sorted(names)[: request.limit] if request.limit else sorted(names)
+        return {
+            channel: len(self.hub.local(BROADCAST, channel) | self.hub.local(PRESENCE, channel))
+            for channel in chosen
+        }
+
+    def close_user(self, user_id: str, code: int, reason: str) -> int:
+        """Close every local connection of ``user_id`` with ``code``; how many."""
+        closed = 0
+        for peer in list(self._peers):
+            close = getattr(peer, "close", None)
+            if peer.user_id == user_id and close is not None:
+                close(code, reason)
+                closed += 1
+        return closed
+
+    async def unsubscribe_user(self, user_id: str, channel: str) -> int:
+        """Unsubscribe every local connection of ``user_id`` from ``channel`` and take it out
+        of the channel's presence; each is told with an ``unsubscribed`` error frame. How
+        many connections it changed."""
+        changed = 0
+        for peer, state in list(self._peers.items()):
+            if peer.user_id != user_id:
+                continue
+            if channel not in state.listening and channel not in state.joined:
+                continue
+            for kind in state.listening.pop(channel, set()):
+                with contextlib.suppress(BrokerError):
+                    await self._unlisten(peer, kind, channel)
+            self._views.drop(peer, channel)
+            if self._recoveries is not None:
+                self._recoveries.drop(peer, channel)
+            try:
+                await self._members.leave(peer, state, channel)
+            except FrameError as exc:
+                log.warning("presence leave on unsubscribe failed: %s", exc)
+            peer.send(error_frame("unsubscribed", "the server unsubscribed you", channel))
+            changed += 1
+        return changed

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from realtime.errors import PresenceFull
 from realtime.presence.base import ChannelState, Entry, Publish, Snapshot
+from realtime.webhooks.events import HookSink, WebhookEvent
 from realtime.wire.messages import Member, bus_presence_body, complete_presence, encode
 
 # Seconds an emptied channel is kept once no reap tick names it (ticks are at most 1 s apart).
@@ -49,6 +50,7 @@ class MemoryPresence:
         max_members: int = 0,
         forget_after: float | None = None,
         leave_grace: float = 0.0,
+        webhooks: HookSink | None = None,
     ) -> None:
         self._ttl = ttl
         self._grace = leave_grace
@@ -61,6 +63,21 @@ class MemoryPresence:
         self._epoch = uuid.uuid4().hex
         self._lock = asyncio.Lock()
         self._publish: Publish | None = None
+        # Embedded mode delivers webhooks from this process: each change is told here once.
+        self._hooks = webhooks
+        # (channel, connection) -> until when a refresh must not re-add it: it left or closed,
+        # and a refresh's snapshot of the entries may predate that. Marked for 2 TTLs (longer
+        # than a refresh stays on its way), oldest first (each mark lasts as long).
+        self._left: dict[tuple[str, str], float] = {}
+
+    def _mark_left(self, channel: str, conn: str) -> None:
+        now = time.monotonic()
+        for key, until in list(self._left.items()):
+            if until > now:
+                break
+            del self._left[key]
+        self._left.pop((channel, conn), None)
+        self._left[channel, conn] = now + 2 * self._ttl
 
     async def start(self, publish: Publish) -> None:
         self._publish = publish
@@ -106,6 +123,21 @@ class MemoryPresence:
             body = bus_presence_body(channel, member)
             data = complete_presence(kind, body, state.version, state.epoch)
             await self._publish(channel, data)
+        if self._hooks is not None and kind != "presence_update":
+            self._tell_hooks(kind, channel, state, member.user_id)
+
+    def _tell_hooks(self, kind: str, channel: str, state: _Channel, user_id: str) -> None:
+        # As in the Redis scripts: occupied and vacated follow the members.
+        assert self._hooks is not None
+        now = int(time.time() * 1000)
+        names = ["member_added"] if kind == "presence_join" else ["member_removed"]
+        if kind == "presence_join" and len(state.members) == 1:
+            names.insert(0, "channel_occupied")
+        if kind == "presence_leave" and not state.members:
+            names.append("channel_vacated")
+        for name in names:
+            user = None if name.startswith("channel_") else user_id
+            self._hooks(WebhookEvent(name, channel, now, user_id=user))
 
     async def join(self, channel: str, conn: str, member: Member) -> str:
         async with self._lock:
@@ -134,6 +166,7 @@ class MemoryPresence:
                     del conns[gone]
                 del state.graced[member.user_id]
             conns[conn] = time.monotonic() + self._ttl
+            self._left.pop((channel, conn), None)  # joined again after a presence_leave
             stored = state.members.get(member.user_id)
             if again and stored is not None and encode(stored.meta) == encode(member.meta):
                 return ""
@@ -145,6 +178,7 @@ class MemoryPresence:
 
     async def leave(self, channel: str, conn: str, user_id: str) -> bool:
         async with self._lock:
+            self._mark_left(channel, conn)
             state = self._channels.get(channel)
             conns = state.conns.get(user_id) if state is not None else None
             if state is not None and conns is not None and conn in conns:
@@ -159,6 +193,7 @@ class MemoryPresence:
 
     async def linger(self, channel: str, conn: str, user_id: str) -> bool:
         async with self._lock:
+            self._mark_left(channel, conn)
             state = self._channels.get(channel)
             conns = state.conns.get(user_id) if state is not None else None
             if state is None or conns is None or conn not in conns:
@@ -203,6 +238,10 @@ class MemoryPresence:
                 known = self._channels.get(channel)
                 if known is not None and conn in known.graced.get(member.user_id, ()):
                     continue  # its connection closed while this refresh was on its way
+                if (channel, conn) in self._left and (
+                    known is None or conn not in known.conns.get(member.user_id, ())
+                ):
+                    continue  # it left after this refresh's snapshot: nothing holds it now
                 state = self._channel(channel)
                 conns = state.conns.setdefault(member.user_id, {})
                 if conn not in conns:

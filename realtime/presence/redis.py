@@ -9,7 +9,15 @@ Per channel ``c``, all in one cluster slot (``presence:c`` hashes like the tag `
 - ``{presence:c}:version``: the channel's version, incremented with every event;
 - ``{presence:c}:epoch``: set when the version starts from 1, so a reset is visible;
 - ``{presence:c}:graced``: hash user id -> the user's connections in their leave grace
-  (closed, not announced yet), space-separated connection ids.
+  (closed, not announced yet), space-separated connection ids;
+- ``{presence:c}:left``: sorted set of entries that left (or closed) -> until when the refresh
+  must not re-add them (a refresh's snapshot of this instance's entries may be older than the
+  leave: without this, the refresh brought left entries back, refreshed, with no one to leave
+  them again).
+
+With webhooks on, ``realtime:webhooks`` (a stream) gets each user's first arrival and last
+departure and each channel's first and last member, written by the same script as the change
+(``realtime/webhooks/redis.py`` delivers them; docs/webhooks.md).
 
 Every change runs as one Lua script that decides join/update/leave, increments the version and
 PUBLISHes the event on ``presence.c`` with that ``seq``: two instances racing cannot double-join
@@ -44,8 +52,14 @@ PIPELINE_BATCH = 200  # script calls per pipeline round trip
 # the channels an instance serves, so a watched channel keeps counting up, and one nobody uses
 # is gone within minutes (it starts again at 1 under a new epoch, as after a Redis restart).
 VERSION_TTL = 600
+# The webhook stream and its drop counter (realtime/webhooks/redis.py reads them). One pair per
+# Redis: not in the channels' slots, so webhooks are refused on a Cluster.
+WEBHOOK_STREAM = "realtime:webhooks"
+WEBHOOK_DROPPED = "realtime:webhooks:dropped"
+WEBHOOK_GROUP = "realtime-webhooks"  # the one consumer group every instance reads with
 
-# KEYS: hash, expiry, conns, count, version, epoch, graced.
+# KEYS: hash, expiry, conns, count, version, epoch, graced, left; with webhooks on, the
+# webhook stream and its drop counter.
 # ARGV: topic, key ttl, version ttl, channel as JSON, "1" to PUBLISH here (else the events are
 # returned, in order, for the caller to publish), then the script's own.
 # Every script returns {its result, the events it did not publish}.
@@ -78,8 +92,50 @@ local function emit(kind, body)
   return v
 end
 
+-- Webhook events, when webhooks are on (KEYS[9]: the stream every instance's deliverer reads,
+-- KEYS[10]: how many events a full stream dropped). Written in the same atomic step as the
+-- change that causes them, so each cluster event is in the stream exactly once, whichever
+-- instance joined, left or reaped. The stream holds at most HOOK_MAX undelivered events.
+local function hook(name, user)
+  if redis.call('XLEN', KEYS[9]) >= HOOK_MAX then
+    -- The oldest entry goes. One an instance is already sending (pending in the group) is
+    -- still delivered from its memory: only one nobody took is lost, and counted. pcall: a
+    -- stream Redis lost (restart) has no group until a deliverer makes it again.
+    local oldest = redis.call('XRANGE', KEYS[9], '-', '+', 'COUNT', 1)[1][1]
+    local ok, pending = pcall(redis.call, 'XPENDING', KEYS[9], 'realtime-webhooks',
+      oldest, oldest, 1)
+    if not ok or #pending == 0 then redis.call('INCR', KEYS[10]) end
+  end
+  local fields = {'name', name, 'channel', ARGV[4], 'time_ms', now_ms}
+  if user then
+    fields[#fields + 1] = 'user_id'
+    fields[#fields + 1] = user
+  end
+  redis.call('XADD', KEYS[9], 'MAXLEN', HOOK_MAX, '*', unpack(fields))
+end
+
+-- Occupied and vacated follow the members (the hash), which is what the cluster counts.
+local function hooks(kind, user)
+  if #KEYS < 9 then return end
+  if kind == 'join' then
+    if redis.call('HLEN', KEYS[1]) == 1 then hook('channel_occupied') end
+    hook('member_added', user)
+  elseif kind == 'leave' then
+    hook('member_removed', user)
+    if redis.call('HLEN', KEYS[1]) == 0 then hook('channel_vacated') end
+  end
+end
+
 local function keep()
   for _, i in ipairs({1, 2, 3, 4, 7}) do redis.call('EXPIRE', KEYS[i], key_ttl) end
+end
+
+-- The entry left or closed: a refresh whose snapshot predates that must not re-add it. Marked
+-- for key_ttl (longer than any refresh stays on its way); old marks go as new ones come.
+local function mark_left(entry)
+  redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now)
+  redis.call('ZADD', KEYS[8], now + key_ttl, entry)
+  redis.call('EXPIRE', KEYS[8], key_ttl)
 end
 
 -- The user's connections in their leave grace: entries still counted, no longer refreshed.
@@ -136,6 +192,7 @@ local function drop_user(user)
     local u = cjson.encode(user)
     emit('leave', '"channel_id":' .. ARGV[4] .. ',"user_id":' .. u ..
       ',"meta":{"user_id":' .. u .. '},"ts":' .. now_ms)
+    hooks('leave', user)
   end
 end
 
@@ -192,6 +249,7 @@ if back then
   n = tonumber(redis.call('HGET', KEYS[4], user) or '0')
 end
 redis.call('ZADD', KEYS[3], expires, entry)
+redis.call('ZREM', KEYS[8], entry)  -- joined again after a presence_leave: refreshed again
 if not known then n = redis.call('HINCRBY', KEYS[4], user, 1) end
 redis.call('ZADD', KEYS[2], 'GT', expires, user)
 local again = back or (ARGV[13] == '1' and not known and n > 1)
@@ -204,12 +262,16 @@ redis.call('HSET', KEYS[1], user, ARGV[8])
 keep()
 local kind = 'update'
 if (not known and n == 1 and not back) or (back and not stored) then kind = 'join' end
-return {{emit(kind, ARGV[11]), kind}, out}
+local seq = emit(kind, ARGV[11])
+if kind == 'join' then hooks('join', user) end
+return {{seq, kind}, out}
 """
 
 # ARGV[6]: entry.
 _LEAVE = """
 local before = redis.call('GET', KEYS[5])
+-- Marked even when not found: a join cut short (its connection closed) may still be on its way.
+mark_left(ARGV[6])
 if redis.call('ZSCORE', KEYS[3], ARGV[6]) then
   local _, user = split(ARGV[6])
   drop_conn(ARGV[6])
@@ -232,6 +294,7 @@ return {0, out}
 # it is dropped at once, as without a grace: that is no event either).
 _LINGER = """
 local entry = ARGV[6]
+mark_left(entry)
 if not redis.call('ZSCORE', KEYS[3], entry) then return {0, out} end
 local conn, user = split(entry)
 local conns = graced(user)
@@ -261,12 +324,16 @@ for i = 7, #ARGV, 4 do
   local known = redis.call('ZSCORE', KEYS[3], entry)
   -- An entry whose connection closed while this refresh was on its way keeps its grace.
   local lingers = known and any_graced and is_graced(user, (split(entry)))
-  if not lingers then
+  -- Not found and marked: it left (or closed) after this refresh's snapshot was taken, so
+  -- nothing here holds it any more. Only an entry the store lost (data loss, or reaped while
+  -- this instance was too slow to refresh) is re-added.
+  local left = not known and redis.call('ZSCORE', KEYS[8], entry)
+  if not (lingers or left) then
     redis.call('ZADD', KEYS[3], expires, entry)
     redis.call('ZADD', KEYS[2], 'GT', expires, user)
   end
-  if lingers then
-    -- nothing: the reaper ends it at the end of its grace
+  if lingers or left then
+    -- nothing: the reaper ends a lingering entry at the end of its grace
   elseif known then
     if redis.call('HEXISTS', KEYS[1], user) == 0 then
       redis.call('HSET', KEYS[1], user, ARGV[i + 2])
@@ -277,7 +344,10 @@ for i = 7, #ARGV, 4 do
     if n == 1 or redis.call('HEXISTS', KEYS[1], user) == 0 then
       redis.call('HSET', KEYS[1], user, ARGV[i + 2])
     end
-    if n == 1 then emit('join', ARGV[i + 3]) end
+    if n == 1 then
+      emit('join', ARGV[i + 3])
+      hooks('join', user)
+    end
   end
 end
 keep()
@@ -339,7 +409,7 @@ def expiry_key(channel: str) -> str:
 
 def channel_keys(channel: str) -> list[str]:
     tag = key_tag(channel)
-    suffixes = ("expiry", "conns", "count", "version", "epoch", "graced")
+    suffixes = ("expiry", "conns", "count", "version", "epoch", "graced", "left")
     return [hash_key(channel), *(f"{tag}:{suffix}" for suffix in suffixes)]
 
 
@@ -370,6 +440,7 @@ class RedisPresence:
         *,
         publish_in_script: bool = True,
         leave_grace: float = 0.0,
+        webhook_queue: int = 0,
     ) -> None:
         self._client = client
         self._cluster = isinstance(client, aioredis.RedisCluster)
@@ -380,12 +451,18 @@ class RedisPresence:
         # Longer than a member's expiry or grace, so the reaper finds what it has to announce.
         self._key_ttl = 2 * ttl + 5 + math.ceil(leave_grace)
         self._max_members = max_members
-        self._join = client.register_script(_PRELUDE + _JOIN)
-        self._leave = client.register_script(_PRELUDE + _LEAVE)
-        self._linger = client.register_script(_PRELUDE + _LINGER)
-        self._refresh = client.register_script(_PRELUDE + _REFRESH)
-        self._reap = client.register_script(_PRELUDE + _REAP)
-        self._sync = client.register_script(_PRELUDE + _SYNC)
+        # With webhooks on (a queue size), every script also writes the webhook stream.
+        self._hook_keys = [WEBHOOK_STREAM, WEBHOOK_DROPPED] if webhook_queue > 0 else []
+        prelude = _PRELUDE.replace("HOOK_MAX", str(max(webhook_queue, 1)))
+        self._join = client.register_script(prelude + _JOIN)
+        self._leave = client.register_script(prelude + _LEAVE)
+        self._linger = client.register_script(prelude + _LINGER)
+        self._refresh = client.register_script(prelude + _REFRESH)
+        self._reap = client.register_script(prelude + _REAP)
+        self._sync = client.register_script(prelude + _SYNC)
+
+    def _keys(self, channel: str) -> list[str]:
+        return channel_keys(channel) + self._hook_keys
 
     async def start(self, publish: Publish) -> None:
         self._publish = publish
@@ -397,7 +474,7 @@ class RedisPresence:
 
     async def _call(self, script: Any, channel: str, args: list[Any], what: str) -> Any:
         try:
-            result, events = await script(keys=channel_keys(channel), args=args)
+            result, events = await script(keys=self._keys(channel), args=args)
         except RedisError as exc:
             raise PresenceError(f"redis presence {what} failed: {exc}") from exc
         await self._send(channel, events)
@@ -481,11 +558,11 @@ class RedisPresence:
                     # One by one: redis-py's cluster client races setting up new connections
                     # under concurrent first use ('NoneType' object has no attribute ...).
                     for channel, args in batch:
-                        replies.append(await script(keys=channel_keys(channel), args=args))
+                        replies.append(await script(keys=self._keys(channel), args=args))
                     continue
                 async with self._client.pipeline(transaction=False) as pipe:
                     for channel, args in batch:
-                        await script(keys=channel_keys(channel), args=args, client=pipe)
+                        await script(keys=self._keys(channel), args=args, client=pipe)
                     replies += await pipe.execute()
         except RedisError as exc:
             raise PresenceError(f"redis presence {what} failed: {exc}") from exc

@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from starlette.datastructures import State
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -28,6 +28,7 @@ from realtime.server.drain import ClosingHttp, Drain
 from realtime.server.history_api import read_history
 from realtime.server.lifespan import Lifespan
 from realtime.server.openapi import OPENAPI
+from realtime.server.server_api import server_api_routes
 from realtime.server.websocket import WebSocketEndpoint
 from realtime.wire.messages import decode_event
 
@@ -68,6 +69,13 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
             body = await read_capped(request, settings.http_max_body_bytes)
         except BodyTooLarge as exc:
             return error(413, str(exc))
+        except ClientDisconnect:
+            # The client closed its connection before its whole body arrived (or before it was
+            # read: a busy instance reads late): nothing is published, and no one is left to
+            # answer (uvicorn drops this response). Starlette's default was an "Exception in
+            # ASGI application" traceback, an ERROR for something the client did.
+            log.info("POST /api/event: the client closed before its body was read")
+            return error(400, "the request body did not arrive whole")
         try:
             event = decode_event(body, settings.json_max_depth, settings.event_name_max_length)
         except FrameError as exc:
@@ -147,6 +155,7 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
     routes = [
         Route("/api/event", post_event, methods=["POST"]),
         Route("/api/history", get_history),
+        *server_api_routes(node, settings),
         Route("/openapi.json", openapi),
         Route("/healthz", healthz),
         Route("/metrics", get_metrics),

@@ -12,8 +12,10 @@ or reset connection. Instead, on the first signal:
 2. open WebSockets are closed with 1012 in even batches spread over ``SHUTDOWN_DRAIN_SECONDS``
    (none in the first instant: ``/readyz`` is red before the first client reconnects); each
    close runs the connection's normal teardown, so its presence leaves are published;
-3. once every connection has gone (or :data:`CLOSE_WAIT_SECONDS` after the last close), the
-   signal is handed to the handler that was there before, uvicorn's, which stops listening,
+3. once every connection has gone (or :data:`CLOSE_WAIT_SECONDS` after the last close), new
+   connections are held off the port and the ones the kernel has queued are accepted
+   (``listeners.quiesce``: none is reset when the port closes), then the signal is handed to
+   the handler that was there before, uvicorn's, which stops listening,
    answers the requests in flight (at most ``SHUTDOWN_GRACE_SECONDS`` in ``cli.py``) and runs
    the lifespan's shutdown.
 
@@ -34,6 +36,8 @@ from types import FrameType
 from typing import Any, Protocol
 
 from starlette.types import Message, Receive, Scope, Send
+
+from realtime.server import listeners
 
 log = logging.getLogger("realtime.server.drain")
 
@@ -66,6 +70,8 @@ class Drain:
         self._open: dict[Closable, None] = {}  # insertion-ordered: oldest first
         self._empty = asyncio.Event()
         self._empty.set()
+        # The ports requests came in on: the ones whose listening sockets the drain quiesces.
+        self.ports: set[int] = set()
 
     def add(self, peer: Closable) -> None:
         self._open[peer] = None
@@ -106,6 +112,9 @@ class Drain:
                 await self._empty.wait()
         except TimeoutError:
             log.warning("%d connections still closing; stopping anyway", len(self._open))
+        # uvicorn closes the port next: hold new connections off first, so none is reset
+        # while it waits in the accept queue (realtime/server/listeners.py).
+        await listeners.quiesce(self.ports)
         log.info("drained in %.2fs", loop.time() - start)
 
 
@@ -119,6 +128,9 @@ class ClosingHttp:
         self.drain = drain
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        server = scope.get("server")
+        if server is not None and server[1] is not None:
+            self.drain.ports.add(server[1])
         if not self.drain.draining:
             await self.app(scope, receive, send)
             return

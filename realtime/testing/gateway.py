@@ -102,8 +102,11 @@ async def spawn_gateway(
     log_path: str,
     python: str = sys.executable,
     args: Sequence[str] = (),
+    port: int | None = None,
 ) -> AsyncIterator[GatewayProcess]:
-    port = free_port()
+    """A gateway process on ``port`` (a free one by default; give the same one again to
+    restart an instance where a load balancer expects it), once its /readyz answers 200."""
+    port = port or free_port()
     full_env = {
         **os.environ,
         "LOG_LEVEL": "info",

@@ -3,6 +3,7 @@ embedded gateway. Observers' views are built only from the frames they received.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 import time
@@ -50,6 +51,12 @@ async def markers(url: str, channel: str, w: Watcher) -> AsyncIterator[Any]:
             await wait_until_async(lambda: name in w.users(), message=f"marker {name}")
 
         yield mark
+
+
+async def closed_at(client: Any) -> float:
+    """When ``client``'s connection closed (the clock read as it did)."""
+    await client.ws.wait_closed()
+    return time.monotonic()
 
 
 async def left(w: Watcher, user: str, since: float) -> float:
@@ -125,13 +132,15 @@ async def test_the_leave_comes_when_the_instance_that_held_the_user_stopped(
             await converged([w], {"gone", "mover"})
             # A deploy: g1 stops and closes its connections (1012); one user comes back
             # through the other instance, the other does not.
-            stopped = time.monotonic()
+            # The drain closes g1's connections spread over SHUTDOWN_DRAIN_SECONDS: the grace
+            # of each runs from its own close.
+            gone_closed = asyncio.create_task(closed_at(gone))
             g1.process.send_signal(signal.SIGTERM)
             await mover.ws.wait_closed()
             assert mover.ws.close_code == 1012
             async with ws_client(g2.ws_url + "?user_id=mover") as back:
                 await join(back, channel, at="g1")  # the client's own meta, unchanged
-                took = await left(w, "gone", stopped)
+                took = await left(w, "gone", await gone_closed)
                 assert g1.process.wait(10) in (0, -signal.SIGTERM)  # uvicorn re-raises it
                 assert GRACE - 0.05 <= took <= LEAVE_BOUND, f"leave after {took:.2f}s"
                 await mark("m")

@@ -287,3 +287,68 @@ async def test_member_written_by_a_seed_gateway_is_listed(redis: RedisServer, ch
     finally:
         await store.close()
         await raw.aclose()
+
+
+async def test_a_refresh_older_than_a_leave_does_not_bring_the_entry_back(
+    backend: tuple[Factory, Events], channel: str
+) -> None:
+    # The soak's "presence outlives closed connections": the refresher snapshots this
+    # instance's entries, a leave lands before its script runs, and the script re-added the
+    # entry (with a join), refreshed, held by no connection. Here the refresh is simply late.
+    make, events = backend
+    store = await make()
+    await store.join(channel, "i.1", Member("a"))
+    await store.join(channel, "i.2", Member("b"))
+    snapshot = [Entry(channel, "i.1", Member("a")), Entry(channel, "i.2", Member("b"))]
+    await store.leave(channel, "i.1", "a")
+    assert await store.refresh(snapshot) == 0
+    assert [m.user_id for m in (await store.sync(channel)).members] == ["b"]
+    # The same connection joins again after its presence_leave: refreshed as any other.
+    await store.join(channel, "i.1", Member("a"))
+    await store.leave(channel, "i.1", "a")
+    await store.join(channel, "i.1", Member("a"))
+    assert await store.refresh(snapshot) == 0
+    assert sorted(m.user_id for m in (await store.sync(channel)).members) == ["a", "b"]
+    await settled(events, 6)
+    assert events.kinds("a") == ["presence_join", "presence_leave"] * 2 + ["presence_join"]
+
+
+async def test_a_refresh_older_than_a_close_does_not_outlive_the_grace(
+    backend: tuple[Factory, Events], channel: str
+) -> None:
+    make, events = backend
+    store = await make(grace=0.2)
+    await store.join(channel, "i.1", Member("a"))
+    snapshot = [Entry(channel, "i.1", Member("a"))]
+    assert await store.linger(channel, "i.1", "a") is True
+
+    async def gone() -> bool:
+        await store.reap([channel])
+        return (await store.sync(channel)).members == []
+
+    await wait_until_async(gone, timeout=5, interval=0.1, message="the grace's leave")
+    assert await store.refresh(snapshot) == 0
+    assert (await store.sync(channel)).members == []
+    await settled(events, 2)
+    assert events.kinds("a") == ["presence_join", "presence_leave"]
+
+
+async def test_refresh_re_adds_an_entry_reaped_while_its_instance_was_late(
+    backend: tuple[Factory, Events], channel: str
+) -> None:
+    # Not left, only expired (its instance did not refresh in time): the refresh brings it back.
+    make, events = backend
+    store = await make(ttl=1)
+    await store.join(channel, "i.1", Member("a"))
+    await store.leave(channel, "i.1", "a")
+    await store.join(channel, "i.1", Member("a"))  # joined again: no longer marked as left
+
+    async def reaped() -> bool:
+        await store.reap([channel])
+        return (await store.sync(channel)).members == []
+
+    await wait_until_async(reaped, timeout=5, interval=0.2, message="the reaper's leave")
+    assert await store.refresh([Entry(channel, "i.1", Member("a"))]) == 1
+    assert [m.user_id for m in (await store.sync(channel)).members] == ["a"]
+    await settled(events, 5)
+    assert events.kinds("a") == ["presence_join", "presence_leave"] * 2 + ["presence_join"]

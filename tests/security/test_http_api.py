@@ -139,4 +139,15 @@ async def test_a_long_event_name_over_http_is_400(gateway: Gateway) -> None:
 async def test_openapi_document_is_served(gateway: Gateway) -> None:
     async with httpx.AsyncClient() as http:
         document = (await http.get(gateway.url + "/openapi.json")).json()
-    assert set(document["paths"]) == {"/api/event", "/api/history", "/healthz", "/readyz"}
+    assert set(document["paths"]) == {
+        "/api/event",
+        "/api/history",
+        "/api/channels",
+        "/api/presence",
+        "/api/presence/stats",
+        "/api/disconnect",
+        "/api/unsubscribe",
+        "/api/batch",
+        "/healthz",
+        "/readyz",
+    }

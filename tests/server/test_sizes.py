@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 
 import httpx
@@ -13,6 +14,7 @@ import pytest
 
 from realtime.brokers.base import EDGE_MAX_BYTES, MAX_MESSAGE_BYTES
 from realtime.testing.gateway import Gateway, make_settings, run_gateway, ws_client
+from realtime.testing.waiting import wait_until_async
 from realtime.wire.messages import BROADCAST, Kind
 
 
@@ -157,3 +159,34 @@ async def test_one_setting_takes_the_seeds_large_bodies_again() -> None:
             assert len(event["payload"]) > 2 * MAX_MESSAGE_BYTES - 100
         assert handed.sizes and max(handed.sizes) > MAX_MESSAGE_BYTES
         assert (await post(gw, body_of(limit))).status_code == 413
+
+
+async def test_a_client_gone_before_its_body_arrived_is_no_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The soak's "Exception in ASGI application": a POST whose client closed the connection
+    # before the handler read its body raised Starlette's ClientDisconnect out of the app.
+    caplog.set_level(logging.INFO)
+    async with run_gateway(make_settings()) as gw:
+        handed = Handed(gw)
+        port = int(gw.url.rsplit(":", 1)[1].rstrip("/"))
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /api/event HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\n"
+            b'content-length: 100\r\n\r\n{"channel":"c"'
+        )
+        await writer.drain()
+        writer.close()
+
+        def handled() -> bool:
+            return any(
+                "closed before its body" in r.getMessage() or r.levelno >= logging.ERROR
+                for r in caplog.records
+            )
+
+        await wait_until_async(handled, timeout=10, message="the cut request handled")
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert errors == []
+        assert handed.sizes == []
+        # The instance serves the next request as before.
+        assert (await post(gw, body_of(100))).status_code == 200

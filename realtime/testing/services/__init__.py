@@ -20,7 +20,8 @@ plumbing, in one call: the start of a plugin's own launcher.
 Modules: ``processes`` (a native process group, a container, the errors), ``base`` (where a
 server comes from, the :class:`Service` handle, cleanup at exit), ``native`` (any binary on
 a free port: :func:`native_server`), ``redis`` (the launchers of
-standalone Redis, Sentinel and Cluster, probed with redis-py). Import from this package.
+standalone Redis, Sentinel and Cluster, probed with redis-py), ``nginx`` (Debian's nginx in
+front of gateways, for the load-balancer drill: :func:`nginx_server`). Import from this package.
 
 A typical module-scoped fixture::
 
@@ -51,6 +52,7 @@ from realtime.testing.services.base import (
     which,
 )
 from realtime.testing.services.native import NativeServer, native_server
+from realtime.testing.services.nginx import NginxServer, nginx_binary, nginx_server
 from realtime.testing.services.processes import (
     STOP_TIMEOUT,
     Container,
@@ -78,6 +80,7 @@ __all__ = [
     "Address",
     "Container",
     "NativeServer",
+    "NginxServer",
     "Origin",
     "Process",
     "RedisClusterSetup",
@@ -90,6 +93,8 @@ __all__ = [
     "cache_dir",
     "native_redis",
     "native_server",
+    "nginx_binary",
+    "nginx_server",
     "parse_hostport",
     "redis_client",
     "redis_cluster",

@@ -1,0 +1,2 @@
+"""Operator commands: ``realtime check``, ``realtime publish``, ``realtime listen``
+(docs/server-api.md, "CLI")."""

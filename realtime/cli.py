@@ -6,10 +6,14 @@ with ``python -m bench`` or ``make bench``."""
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
@@ -23,7 +27,6 @@ if TYPE_CHECKING:
     from realtime.server.app import RealtimeApp
 
 log = logging.getLogger("realtime")
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def _settings_help() -> str:
@@ -101,14 +104,20 @@ def settings_or_exit() -> Settings:
 
 def app_factory() -> RealtimeApp:
     """Import target for uvicorn's worker processes: each reads the settings itself."""
+    from realtime.server import logs
     from realtime.server.app import create_app
 
-    return create_app(settings_or_exit(), freeze_gc=True)
+    settings = settings_or_exit()
+    # A --workers process is a fresh interpreter: without this its lines (INFO and below, and
+    # all of them in JSON) would go nowhere.
+    logs.configure(settings.log_level, settings.log_format)
+    return create_app(settings, freeze_gc=True)
 
 
 def serve(settings: Settings, workers: int = 1) -> None:
-    level = settings.log_level.upper()
-    logging.basicConfig(level=level, format=LOG_FORMAT)
+    from realtime.server import logs
+
+    logs.configure(settings.log_level, settings.log_format)
     log.info(
         "realtime-mq %s on %s:%d, %s",
         __version__,
@@ -143,6 +152,7 @@ def serve(settings: Settings, workers: int = 1) -> None:
         )
     if workers > 1 and settings.broker == "memory":
         log.warning("--workers %d with the memory broker: each worker is its own island", workers)
+    metrics_start(settings, workers)
     uvicorn.run(
         "realtime.cli:app_factory",
         factory=True,
@@ -192,6 +202,32 @@ def server_options(settings: Settings) -> dict[str, Any]:
         # hands over to uvicorn's shutdown; it waits for ever otherwise.
         "timeout_graceful_shutdown": SHUTDOWN_GRACE_SECONDS,
     }
+
+
+def metrics_start(settings: Settings, workers: int) -> None:
+    """Say who may read /metrics; with --workers, give the workers one directory to write
+    their metrics to (prometheus-client's multiprocess mode), so a scrape that any one of them
+    answers adds up all of them. It is set before the workers start: they read it at import."""
+    if settings.metrics == "off":
+        log.info("GET /metrics is off (METRICS=off)")
+    elif settings.metrics == "open":
+        log.warning("METRICS=open: anyone who reaches this port can read /metrics")
+    else:
+        log.info(
+            "GET /metrics answers loopback clients%s (METRICS=local; open: anyone)",
+            " and API key holders" if settings.api_keys else "",
+        )
+    if workers <= 1:
+        return
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        # Files a previous run left would be added to this one's counts.
+        for stale in Path(given).glob("*.db"):
+            stale.unlink()
+    else:
+        shared = tempfile.mkdtemp(prefix="realtime-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared
+        atexit.register(shutil.rmtree, shared, ignore_errors=True)
 
 
 HTTP_HEADROOM = 256

@@ -88,6 +88,15 @@ async def test_first_log_line_names_the_backends(tmp_path: Path) -> None:
         "1024 frames (WS_SEND_QUEUE_SIZE) or 16777216 bytes (WS_SEND_QUEUE_BYTES)" in line
         for line in lines[1:6]
     )
+    # Who may read /metrics, said at start.
+    assert any("GET /metrics answers loopback clients (METRICS=local" in line for line in lines)
+
+
+async def test_metrics_open_is_a_warning_at_start(tmp_path: Path) -> None:
+    env = {"BROADCAST_MQ_TYPE": "memory", "PRESENCE_STORE": "memory", "METRICS": "open"}
+    async with spawn_gateway(env, str(tmp_path / "gw.log")) as gw:
+        log = gw.log()
+    assert "WARNING realtime: METRICS=open: anyone who reaches this port can read /metrics" in log
 
 
 def test_the_installed_command_runs_no_code_from_the_working_directory(tmp_path: Path) -> None:

@@ -63,6 +63,8 @@ def test_server_addr_with_host() -> None:
         ("START_TIMEOUT_SECONDS", "inf"),
         ("START_TIMEOUT_SECONDS", "nan"),
         ("WS_PING_INTERVAL_SECONDS", "often"),
+        ("LOG_FORMAT", "logfmt"),
+        ("METRICS", "yes"),
     ],
 )
 def test_bad_value_names_the_variable(variable: str, value: str) -> None:

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from realtime.apikeys import ApiKey, parse_api_keys
 from realtime.brokers.base import ENVELOPE_RESERVE, MAX_MESSAGE_BYTES
 from realtime.config.access import access_settings, token_settings
-from realtime.config.options import LOG_LEVELS, OPTIONS, Option
+from realtime.config.options import LOG_FORMATS, LOG_LEVELS, METRICS_MODES, OPTIONS, Option
 from realtime.config.reading import (
     Env,
     bounded,
@@ -86,6 +86,8 @@ class Settings:
     auth_hook_cache_seconds: float
     auth_hook_fail_open: bool
     log_level: str
+    log_format: str
+    metrics: str
     ws_ping_interval: float | None
     ws_ping_timeout: float | None
     ws_max_frame_bytes: int
@@ -193,6 +195,8 @@ def load_settings(
         jwt_user_claim=env.value("JWT_USER_CLAIM"),
         **access_settings(env),
         log_level=choice("LOG_LEVEL", env.value("LOG_LEVEL").lower(), LOG_LEVELS),
+        log_format=choice("LOG_FORMAT", env.value("LOG_FORMAT").lower(), LOG_FORMATS),
+        metrics=choice("METRICS", env.value("METRICS").lower(), METRICS_MODES),
         ws_ping_interval=ping_interval or None,
         ws_ping_timeout=ping_timeout or None,
         ws_max_frame_bytes=parse(

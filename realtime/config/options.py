@@ -78,6 +78,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("AUTH_HOOK_CACHE_SECONDS", "30", "seconds a hook answer is reused; 0: never"),
     Option("AUTH_HOOK_FAILURE", "closed", "closed (refuse) | open (allow) when the hook fails"),
     Option("LOG_LEVEL", "info", "debug | info | warning | error"),
+    Option("LOG_FORMAT", "text", "text | json (one JSON object per line, fields as keys)"),
+    # /metrics shows traffic shape (connections, rates, channels served): not for anyone who
+    # can reach the port. Loopback scrapers (a sidecar, a node agent) and API key holders pass.
+    Option(
+        "METRICS",
+        "local",
+        "GET /metrics: local (loopback clients, or any API key) | open | off",
+    ),
     Option("WS_PING_INTERVAL_SECONDS", "20", "seconds between WebSocket pings; 0 disables"),
     Option("WS_PING_TIMEOUT_SECONDS", "20", "seconds to wait for a pong before closing"),
     Option(
@@ -188,4 +196,6 @@ OPTIONS: tuple[Option, ...] = (
 
 DEFAULTS = {option.name: option.default for option in OPTIONS}
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("text", "json")
+METRICS_MODES = ("local", "open", "off")
 PUBSUB_MODES = ("sharded", "classic")

@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator, Hashable, Mapping
 from typing import Protocol
 
+from realtime import metrics
 from realtime.brokers.base import Broker
 from realtime.wire.frames import Outgoing
 from realtime.wire.messages import KINDS, Kind
@@ -46,6 +47,8 @@ class Hub:
         subs = self._subs[kind]
         peers = subs.get(channel)
         if peers:
+            if peer not in peers:
+                metrics.SUBS[kind].inc()
             peers.add(peer)
             return
         async with self._locks.hold((kind, channel)):
@@ -54,6 +57,9 @@ class Hub:
                 # Raises BrokerError before the peer is registered: the caller reports it.
                 await self._brokers[kind].subscribe(kind, channel)
                 peers = subs[channel] = set()
+                metrics.SERVED[kind].inc()
+            if peer not in peers:
+                metrics.SUBS[kind].inc()
             peers.add(peer)
 
     async def remove(self, peer: Peer, kind: Kind, channel: str) -> None:
@@ -62,11 +68,13 @@ class Hub:
         if peers is None or peer not in peers:
             return
         peers.discard(peer)
+        metrics.SUBS[kind].dec()
         if peers:
             return
         async with self._locks.hold((kind, channel)):
             if subs.get(channel) == set():
                 del subs[channel]
+                metrics.SERVED[kind].dec()
                 await self._brokers[kind].unsubscribe(kind, channel)
 
 

@@ -36,6 +36,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
+from realtime import metrics
 from realtime.brokers.base import Broker
 from realtime.wire.messages import RESERVED_PREFIX, Kind
 
@@ -155,12 +156,15 @@ class _BrokerProbe:
                 await future
         except TimeoutError:
             self.state.failed(f"no probe back within {self._timeout:g}s")
+            metrics.PROBE_FAILURES.labels(self.kind).inc()
         except Exception as exc:
             # BrokerError and the like: the text may name hosts, which /readyz must not show.
             log.warning("liveness probe publish failed: %s", exc)
             self.state.failed(f"probe publish failed ({type(exc).__name__})")
+            metrics.PROBE_FAILURES.labels(self.kind).inc()
         else:
             self.state.succeeded(started)
+            metrics.probe_ok(self.kind, self._clock() - started)
         finally:
             self._waiting = None
 

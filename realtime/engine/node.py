@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import msgspec
 
+from realtime import metrics
 from realtime.apikeys import compile_patterns
 from realtime.auth.grants import Grants
 from realtime.brokers.base import Broker, PipelinedBroker
@@ -114,11 +115,14 @@ class Membership:
         member = Member(peer.user_id, meta, int(time.time()))
         with refusing(channel):
             await self._store.join(channel, state.conn, member)
+        if channel not in state.joined:  # an update is no new entry
+            metrics.PRESENCE_MEMBERS.inc()
         state.joined[channel] = member
 
     async def leave(self, peer: Peer, state: PeerState, channel: str) -> None:
         if state.joined.pop(channel, None) is None:
             return
+        metrics.PRESENCE_MEMBERS.dec()
         # On PresenceError the entry expires by itself and the reaper announces the leave then.
         with refusing(channel):
             await self._store.leave(channel, state.conn, peer.user_id)
@@ -130,6 +134,7 @@ class Membership:
             return
         if state.joined.pop(channel, None) is None:
             return
+        metrics.PRESENCE_MEMBERS.dec()  # lingering is no longer this connection's entry
         # On PresenceError the entry expires by itself (TTL) and the reaper announces the leave.
         with refusing(channel):
             if await self._store.linger(channel, state.conn, peer.user_id):
@@ -332,12 +337,16 @@ class Node:
         position = None
         if self._history is not None and self._history.keeps(channel):
             position, data = await self._history.store(channel, data)
+        started = time.perf_counter()
         try:
             await self.brokers[BROADCAST].publish(BROADCAST, channel, data)
         except BrokerError as exc:
+            metrics.PUBLISH_ERRORS[BROADCAST].inc()
             if position is None or self._history is None:
                 raise backend_failure("publish_failed", PUBLISH_FAILED, channel, exc) from exc
             self._history.not_carried(channel, position, exc)
+        else:
+            metrics.PUBLISH_LATENCY.observe(time.perf_counter() - started)
         return position
 
     async def deliver(self, kind: Kind, channel: str, data: bytes) -> None:
@@ -353,9 +362,13 @@ class Node:
         message = _addressed(kind, channel, data)
         if message is None:
             return
+        # One bump per message and one per fan-out, whatever the number of recipients.
+        metrics.IN[kind].inc()
+        metrics.OUT[kind].inc(len(peers))
         if kind == PRESENCE:
             self._views.deliver(channel, message, peers)
             return
+        metrics.delivered(message.ts)
         frame = client_frame(message)
         if self._history is not None:
             self._history.deliver(channel, message, frame)

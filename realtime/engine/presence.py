@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from realtime import metrics
 from realtime.engine.hub import Peer
 from realtime.errors import PresenceError
 from realtime.presence.base import ChannelState, Snapshot
@@ -367,6 +368,7 @@ class PresenceViews:
         sub.ahead.clear()
         if not sub.resync:
             self.resyncs += 1
+            metrics.PRESENCE_RESYNCS.inc()
         if sub.pending is None:
             sub.pending = [] if first is None else [first]
         sub.resync = True
@@ -378,6 +380,7 @@ class PresenceViews:
         for this client that came after its version."""
         version, _, members = snapshot
         channel, peer = sub.channel, sub.peer
+        metrics.PRESENCE_SYNCS.inc()
         if sub.chunk and len(members) > sub.chunk:
             chunks = -(-len(members) // sub.chunk)
             for index in range(chunks):

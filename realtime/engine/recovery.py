@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from realtime import metrics
 from realtime.engine.hub import Peer
 from realtime.errors import FrameError, HistoryError
 from realtime.history.base import History, Page
@@ -136,5 +137,7 @@ class Recoveries:
             since.epoch == position.epoch and 0 <= missed <= size and page.first <= since.offset + 1
         )
         if not recovered:
+            metrics.HISTORY_MISS.inc()
             return Page([], position, page.first), False
+        metrics.HISTORY_HIT.inc()
         return page, True

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import uuid
 
 import msgspec
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.datastructures import State
 from starlette.middleware import Middleware
@@ -17,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from realtime import metrics
 from realtime.apikeys import find_key, presented_key
 from realtime.backends import build_node
 from realtime.config import Settings
@@ -125,6 +128,7 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
                 with contextlib.suppress(HistoryError):
                     await keys.release(name)
             return error(413 if exc.code == "message_too_large" else 503, exc.message)
+        metrics.HTTP_PUBLISHES.inc()
         # The id is the HTTP API's alone: WebSocket broadcasts need none, so none is made there.
         answer: dict[str, object] = {"status": "ok", "message_id": uuid.uuid4().hex}
         if position is not None:
@@ -181,6 +185,19 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
             status_code=200 if ready else 503,
         )
 
+    async def get_metrics(request: Request) -> Response:
+        if settings.metrics == "off":
+            return error(404, "metrics are off (METRICS=off)")
+        if settings.metrics == "local" and not _loopback(request):
+            presented = presented_key(request.headers)
+            if not api_keys or presented is None or find_key(api_keys, presented) is None:
+                # The same answer with or without keys configured: says nothing about them.
+                return error(
+                    403,
+                    "/metrics answers loopback clients and API key holders (METRICS=local)",
+                )
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
     async def openapi(request: Request) -> Response:
         return JSONResponse(OPENAPI)
 
@@ -190,6 +207,7 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
         *server_api_routes(node, settings),
         Route("/openapi.json", openapi),
         Route("/healthz", healthz),
+        Route("/metrics", get_metrics),
         Route("/readyz", readyz),
     ]
     middleware = [
@@ -210,6 +228,16 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
         Lifespan(node, settings, freeze_gc, drain),
         http.state,
     )
+
+
+def _loopback(request: Request) -> bool:
+    """The client (as TRUSTED_PROXIES resolved it) is this host."""
+    if request.client is None:
+        return False
+    try:
+        return ipaddress.ip_address(request.client.host).is_loopback
+    except ValueError:
+        return False
 
 
 class RealtimeApp:

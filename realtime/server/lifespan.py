@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
+from realtime import metrics
 from realtime.auth.notices import open_notices
 from realtime.config import Settings, describe
 from realtime.engine.node import Node
@@ -69,6 +71,9 @@ class Lifespan:
         if self._on_signal is not None:
             self._on_signal.uninstall()
         await self._close()
+        # Under --workers: this worker's live gauges leave the shared sum (a SIGKILLed
+        # worker's stay until the gateway restarts; docs/operations.md).
+        metrics.worker_exited(os.getpid())
         await send({"type": "lifespan.shutdown.complete"})
 
     async def _start(self) -> None:

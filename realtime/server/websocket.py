@@ -14,6 +14,7 @@ import functools
 import logging
 import random
 import time
+import typing
 from collections import deque
 from collections.abc import Coroutine
 from typing import Any
@@ -22,6 +23,7 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
+from realtime import metrics
 from realtime.auth import Authenticator
 from realtime.config import Settings
 from realtime.engine.failures import PUBLISH_FAILED
@@ -122,6 +124,14 @@ class Connection:
             await send({"type": "websocket.send", "text": frame.text})
 
 
+# Each client frame type's counter, looked up by class on the hot path. Built from the decoder's
+# union, so a new message type gets its counter (labelled with its tag) with no edit here.
+FRAME_COUNTERS = {
+    cls: metrics.CLIENT_FRAMES.labels(cls.__struct_config__.tag)
+    for cls in typing.get_args(AnyClientMessage)
+}
+REFUSED_FRAMES = metrics.FRAMES["refused"]
+
 # What a connection whose token expired may still do while it has time to refresh.
 AFTER_EXPIRY = (Refresh, Unsubscribe, PresenceLeave)
 
@@ -153,10 +163,13 @@ async def read_loop(
         except FrameError as exc:
             if limits is not None and limits.abusive:
                 log.warning("closing a flooding connection", extra={"user_id": peer.user_id})
+                metrics.RATE_LIMIT_CLOSES.inc()
                 peer.close(CLOSE_RATE_LIMITED, "rate limited")
                 return CLOSE_RATE_LIMITED
+            REFUSED_FRAMES.inc()
             peer.send(refusal(exc))
             continue
+        FRAME_COUNTERS[type(message)].inc()
         if isinstance(message, Refresh) or (
             lease is not None and lease.expired and not isinstance(message, AFTER_EXPIRY)
         ):
@@ -180,7 +193,9 @@ async def read_loop(
                 continue
             # A pipelined publish: its ack or error comes when the MQ answers. The next message
             # is read meanwhile, with at most MAX_IN_FLIGHT of them unanswered.
-            pending.add_done_callback(functools.partial(_settled, peer, message))
+            pending.add_done_callback(
+                functools.partial(_settled, peer, message, time.perf_counter())
+            )
             in_flight.append(pending)
             while in_flight and in_flight[0].done():
                 in_flight.popleft()
@@ -211,12 +226,17 @@ async def _lease_frame(
 def _settled(
     peer: DirectConnection | Connection,
     message: AnyClientMessage,
+    started: float,
     done: asyncio.Future[Position | None] | asyncio.Future[None],
 ) -> None:
     if done.cancelled():
         return
     error = done.exception()
     channel = getattr(message, "channel", None)
+    if error is None:
+        metrics.PUBLISH_LATENCY.observe(time.perf_counter() - started)
+    else:
+        metrics.PUBLISH_ERRORS["broadcast"].inc()
     if error is not None:
         # The detail (hosts, library text) is for the log, not the client.
         log.warning("pipelined publish failed on %r: %s", channel, error)
@@ -283,8 +303,17 @@ class WebSocketEndpoint:
                 lease.start(identity.expires)
             self.node.connect(peer, identity.grants)
             instance, _, number = self.node.conn_id(peer).rpartition(".")
+            metrics.CONNECTIONS_OPENED.inc()
+            metrics.CONNECTIONS.inc()
+            # The fields again as attributes: LOG_FORMAT=json writes them as their own keys.
+            fields = {"client": client, "user": user_id, "instance": instance, "conn": number}
             conn_log.info(
-                "ws open %s user=%r instance=%s conn=%s", client, user_id, instance, number
+                "ws open %s user=%r instance=%s conn=%s",
+                client,
+                user_id,
+                instance,
+                number,
+                extra={"event": "ws_open", **fields},
             )
             self.drain.add(peer)
             aging = self._age(peer)
@@ -297,6 +326,9 @@ class WebSocketEndpoint:
                 aging.cancel()
             if peer is not None:
                 self.drain.discard(peer)
+                duration = time.monotonic() - opened
+                if instance != "-":  # counted open: it was registered with the node
+                    metrics.closed(code)
                 conn_log.info(
                     "ws closed %s user=%r instance=%s conn=%s code=%s after %.1fs",
                     client,
@@ -304,7 +336,16 @@ class WebSocketEndpoint:
                     instance,
                     number,
                     "-" if code is None else code,
-                    time.monotonic() - opened,
+                    duration,
+                    extra={
+                        "event": "ws_closed",
+                        "client": client,
+                        "user": user_id,
+                        "instance": instance,
+                        "conn": number,
+                        "code": code,
+                        "duration": round(duration, 3),
+                    },
                 )
             if lease is not None:
                 lease.cancel()
@@ -366,6 +407,7 @@ class WebSocketEndpoint:
             peer.detach()
             await self.node.disconnect(peer)
         if peer.slow:
+            metrics.SLOW_CONSUMER_CLOSES.inc()
             log.warning("closed slow consumer", extra={"user_id": peer.user_id})
         return code
 
@@ -390,6 +432,7 @@ class WebSocketEndpoint:
             return code
         code, reason = peer.closing
         if peer.slow:
+            metrics.SLOW_CONSUMER_CLOSES.inc()
             log.warning("closing slow consumer", extra={"user_id": peer.user_id})
         try:
             await asyncio.wait_for(

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 
-from realtime import redisconn
+from realtime import metrics, redisconn
 from realtime.brokers.redis.common import Confirmations, Publisher, backoff, hand_over, topic
 from realtime.config import RedisDeployment
 from realtime.wire.messages import Kind
@@ -104,6 +104,7 @@ class RedisBroker:
                 self._pubsub = pubsub
                 self._ready.set()
                 if failures:
+                    metrics.broker_reconnected("redis")
                     log.info(
                         "redis subscriber reconnected", extra={"redis": self.deployment.display}
                     )

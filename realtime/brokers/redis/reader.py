@@ -18,7 +18,7 @@ from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import RedisError
 
-from realtime import redisconn
+from realtime import metrics, redisconn
 from realtime.brokers.redis.common import Confirmations, backoff, hand_over
 
 if TYPE_CHECKING:
@@ -112,6 +112,7 @@ class NodeReader:
                 self.up = True
                 self.broker.changed()
                 if failures:
+                    metrics.broker_reconnected("redis")
                     log.info("redis cluster subscriber reconnected", extra={"node": self.name})
                 failures = 0
                 while True:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from realtime import metrics
 from realtime.errors import BrokerError
 from realtime.wire.messages import Kind
 from realtime_kafka import envelope
@@ -159,6 +160,7 @@ class KafkaBroker:
                 ]
                 self._ready.set()
                 if failures:
+                    metrics.broker_reconnected("kafka")
                     log.info("kafka consumer recovered", extra={"topic": self.config.topic})
                 failures = 0
                 # Neither ends on its own; whichever does (an error, or the watcher asking

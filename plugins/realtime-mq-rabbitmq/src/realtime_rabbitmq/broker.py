@@ -28,6 +28,7 @@ import aio_pika
 import aiormq
 from yarl import URL
 
+from realtime import metrics
 from realtime.errors import BrokerError
 from realtime.wire.messages import Kind
 from realtime_rabbitmq.options import RabbitMQOptions
@@ -231,6 +232,8 @@ class RabbitMQBroker:
                 if self._consumer_channel is None:
                     self._consumer_channel = await self._open_channel(connection, confirms=False)
                 raw = await self._start_consuming(self._consumer_channel)
+                if failures:
+                    metrics.broker_reconnected("rabbitmq")
                 failures = 0
                 await self._until_lost(raw)
                 if not self._closed:

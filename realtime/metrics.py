@@ -138,6 +138,21 @@ HISTORY_RECOVERIES = Counter(
     "subscribes with since on a history channel: recovered (hit) or not (miss)",
     ["result"],
 )
+WEBHOOK_EVENTS = Counter(
+    "realtime_webhook_events",
+    "webhook events this instance handled, by outcome: delivered (a 2xx), rejected (a final"
+    " 4xx), dropped (pushed out of the full embedded queue, or lost to a surprise)",
+    ["outcome"],
+)
+WEBHOOK_FAILURES = Counter(
+    "realtime_webhook_failures", "webhook POST attempts that failed and are retried"
+)
+WEBHOOK_STREAM_DROPPED = Gauge(
+    "realtime_webhook_stream_dropped",
+    "cluster-wide webhook events the full Redis stream pushed out before any instance took"
+    " them (a count kept in Redis, read by each instance's delivery loop)",
+    multiprocess_mode="max",
+)
 
 # Pre-bound children of the hot path.
 IN = {kind: MESSAGES_IN.labels(kind) for kind in KINDS}
@@ -148,6 +163,9 @@ SUBS = {kind: SUBSCRIPTIONS.labels(kind) for kind in KINDS}
 SERVED = {kind: CHANNELS.labels(kind) for kind in KINDS}
 HISTORY_HIT = HISTORY_RECOVERIES.labels("hit")
 HISTORY_MISS = HISTORY_RECOVERIES.labels("miss")
+WEBHOOKS_DELIVERED = WEBHOOK_EVENTS.labels("delivered")
+WEBHOOKS_REJECTED = WEBHOOK_EVENTS.labels("rejected")
+WEBHOOKS_DROPPED = WEBHOOK_EVENTS.labels("dropped")
 
 
 def closed(code: int | None) -> None:

@@ -10,6 +10,7 @@ import uuid
 from collections import deque
 from collections.abc import Collection
 
+from realtime import metrics
 from realtime.webhooks.events import WebhookEvent
 from realtime.webhooks.poster import Poster
 
@@ -39,6 +40,7 @@ class MemoryWebhooks:
         if len(self._queue) >= self._size:
             self._queue.popleft()
             self.dropped += 1
+            metrics.WEBHOOKS_DROPPED.inc()
         event.id = f"{self._prefix}-{next(self._ids)}"
         self._queue.append(event)
         self._wake.set()
@@ -63,6 +65,7 @@ class MemoryWebhooks:
                 except Exception:  # the loop must outlive any surprise; the batch is lost
                     log.exception("webhook delivery failed; %d events dropped", len(batch))
                     self.dropped += len(batch)
+                    metrics.WEBHOOKS_DROPPED.inc(len(batch))
 
     async def close(self) -> None:
         if self._task is not None:

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from realtime import metrics
 from realtime.webhooks.events import WebhookEvent, body, signed_headers
 
 log = logging.getLogger("realtime.webhooks")
@@ -69,16 +70,19 @@ class Poster:
                 status, why = None, f"failed: {type(exc).__name__}"
             if status is not None and 200 <= status < 300:
                 self.delivered += len(events)
+                metrics.WEBHOOKS_DELIVERED.inc(len(events))
                 if attempt:
                     log.info("webhook receiver %s took a batch after %d retries", self._where,
                              attempt)  # fmt: skip
                 return True
             if status is not None and 400 <= status < 500 and status not in RETRIED_4XX:
                 self.rejected += len(events)
+                metrics.WEBHOOKS_REJECTED.inc(len(events))
                 log.error("webhook receiver %s refused %d events (%s); dropped", self._where,
                           len(events), why)  # fmt: skip
                 return False
             self.failures += 1
+            metrics.WEBHOOK_FAILURES.inc()
             delay = backoff(attempt, self._cap)
             # One line per failure would flood the log while a receiver is down: the first
             # ones, then one in ten.

@@ -26,6 +26,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
+from realtime import metrics
 from realtime.presence.redis import WEBHOOK_DROPPED, WEBHOOK_GROUP, WEBHOOK_STREAM
 from realtime.webhooks.events import WebhookEvent
 from realtime.webhooks.memory import BATCH
@@ -110,6 +111,7 @@ class RedisWebhooks:
 
     async def _read_dropped(self) -> None:
         self.dropped = int(await self._client.get(WEBHOOK_DROPPED) or 0)
+        metrics.WEBHOOK_STREAM_DROPPED.set(self.dropped)
 
     async def _turn(self) -> None:
         await self._read_dropped()

@@ -8,6 +8,7 @@ from realtime.testing.gateway import make_settings, run_gateway, ws_client
 from realtime.testing.waiting import wait_until_async
 from realtime.webhooks.memory import MemoryWebhooks
 from tests.presence.test_gateways import join
+from tests.server.test_metrics import scrape, value
 from tests.webhooks.receiver import SECRET, receiver
 
 pytestmark = pytest.mark.integration
@@ -53,6 +54,7 @@ async def test_events_not_asked_for_are_not_sent(channel: str) -> None:
 
 async def test_a_receiver_down_gets_the_events_when_it_is_back(channel: str) -> None:
     async with receiver() as r, run_gateway(make_settings(**hook_env(r.url))) as g:
+        before = await scrape(g)
         r.status = 503
         async with ws_client(g.ws_url + "?user_id=a") as a:
             await join(a, channel)
@@ -70,6 +72,15 @@ async def test_a_receiver_down_gets_the_events_when_it_is_back(channel: str) -> 
         hooks = g.node.webhooks
         assert isinstance(hooks, MemoryWebhooks)
         assert hooks.poster.failures >= 2 and hooks.dropped == 0
+        # /metrics counts the same (the registry is the process's: compare with before).
+        after = await scrape(g)
+
+        def moved(name: str, **labels: str) -> float:
+            return value(after, name, **labels) - value(before, name, **labels)
+
+        assert moved("realtime_webhook_events_total", outcome="delivered") == 4
+        assert moved("realtime_webhook_failures_total") == hooks.poster.failures
+        assert moved("realtime_webhook_events_total", outcome="dropped") == 0
 
 
 async def test_a_full_queue_drops_the_oldest_and_counts_them(channel: str) -> None:
@@ -79,6 +90,7 @@ async def test_a_full_queue_drops_the_oldest_and_counts_them(channel: str) -> No
         async with run_gateway(make_settings(**env)) as g:
             hooks = g.node.webhooks
             assert isinstance(hooks, MemoryWebhooks)
+            before = await scrape(g)
             r.status = 503
             async with ws_client(g.ws_url + "?user_id=u0") as first:
                 await join(first, channel)
@@ -92,3 +104,6 @@ async def test_a_full_queue_drops_the_oldest_and_counts_them(channel: str) -> No
                 r.status = 200
                 await r.wait_for(channel, 4)
             assert r.of(channel) == [("member_added", f"u{i}") for i in (0, 4, 5, 6)]
+            after = await scrape(g)
+            dropped = ("realtime_webhook_events_total", frozenset({("outcome", "dropped")}))
+            assert after.get(dropped, 0) - before.get(dropped, 0) == 3

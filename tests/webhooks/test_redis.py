@@ -25,6 +25,7 @@ from realtime.testing.services import RedisServer
 from realtime.testing.waiting import wait_until_async
 from realtime.webhooks.redis import RedisWebhooks
 from tests.presence.test_gateways import env, join
+from tests.server.test_metrics import scrape, value
 from tests.webhooks.receiver import SECRET, Receiver, receiver
 
 pytestmark = pytest.mark.integration
@@ -192,6 +193,9 @@ async def test_a_full_stream_drops_what_nobody_took_and_counts_it(
                 await wait_until_async(
                     lambda: hooks.dropped - before == 3, message=f"3 dropped ({before} before)"
                 )
+                # /metrics shows the cluster-wide count the delivery loop read from Redis.
+                samples = await scrape(g)
+                assert value(samples, "realtime_webhook_stream_dropped") == hooks.dropped
                 r.status = 200
                 await r.wait_for(channel, 5)
                 assert in_order(r, channel) == [

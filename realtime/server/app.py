@@ -20,7 +20,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from realtime import metrics
-from realtime.apikeys import find_key, presented_key
+from realtime.apikeys import ApiKey, find_key, presented_key
 from realtime.backends import build_node
 from realtime.config import Settings
 from realtime.errors import FrameError, HistoryError
@@ -29,6 +29,7 @@ from realtime.server import logs
 from realtime.server.bodies import BodyTooLarge, read_capped
 from realtime.server.drain import ClosingHttp, Drain
 from realtime.server.history_api import read_history
+from realtime.server.keys import key_or_refusal
 from realtime.server.lifespan import Lifespan
 from realtime.server.openapi import OPENAPI
 from realtime.server.server_api import server_api_routes
@@ -56,16 +57,12 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
     api_keys = settings.api_keys
 
     async def post_event(request: Request) -> Response:
-        key = None
+        key: ApiKey | None = None
         if api_keys:
-            presented = presented_key(request.headers)
-            key = find_key(api_keys, presented) if presented is not None else None
-            if key is None:
-                return JSONResponse(
-                    {"error": "a valid API key is required (Authorization: Bearer or X-API-Key)"},
-                    status_code=401,
-                    headers={"www-authenticate": "Bearer"},
-                )
+            found = key_or_refusal(request, api_keys)
+            if isinstance(found, JSONResponse):
+                return found
+            key = found
         retry_key = request.headers.get("idempotency-key")
         if retry_key is not None:
             try:
@@ -147,15 +144,10 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
         """None when the request may use ``channel``, else the refusal (as /api/event's)."""
         if not api_keys:
             return None
-        presented = presented_key(request.headers)
-        key = find_key(api_keys, presented) if presented is not None else None
-        if key is None:
-            return JSONResponse(
-                {"error": "a valid API key is required (Authorization: Bearer or X-API-Key)"},
-                status_code=401,
-                headers={"www-authenticate": "Bearer"},
-            )
-        if not key.allows(channel):
+        found = key_or_refusal(request, api_keys)
+        if isinstance(found, JSONResponse):
+            return found
+        if not found.allows(channel):
             return error(403, "this API key may not read this channel")
         return None
 

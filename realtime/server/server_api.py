@@ -16,12 +16,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from realtime.apikeys import ApiKey, find_key, presented_key
+from realtime.apikeys import ApiKey
 from realtime.config import Settings
 from realtime.engine.control import Request as ControlRequest
 from realtime.engine.node import Node
 from realtime.errors import BrokerError, FrameError, PresenceError
 from realtime.server.bodies import BodyTooLarge, read_capped
+from realtime.server.keys import key_or_refusal
 from realtime.wire.messages import MAX_CHANNEL_LENGTH, RESERVED_PREFIX, decode_event
 
 T = TypeVar("T")
@@ -58,9 +59,6 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-UNAUTHORISED = "a valid API key is required (Authorization: Bearer or X-API-Key)"
-
-
 def _bad_body(exc: Exception) -> str:
     if isinstance(exc, msgspec.ValidationError):
         return f"invalid body: {exc}"
@@ -76,12 +74,9 @@ def server_api_routes(node: Node, settings: Settings) -> list[Route]:
             # Closed rather than open: this API kicks users and lists every channel, and the
             # seed had none, so no seed deployment depends on it being open.
             return None, _error(403, "the server API is off: set API_KEYS to use it")
-        presented = presented_key(request.headers)
-        key = find_key(api_keys, presented) if presented is not None else None
-        if key is None:
-            return None, JSONResponse(
-                {"error": UNAUTHORISED}, status_code=401, headers={"www-authenticate": "Bearer"}
-            )
+        key = key_or_refusal(request, api_keys)
+        if isinstance(key, JSONResponse):
+            return None, key
         return key, None
 
     async def body_of(request: Request, kind: type[T]) -> T | JSONResponse:

@@ -165,19 +165,10 @@ def server_api_routes(node: Node, settings: Settings) -> list[Route]:
             }
         )
 
-    async def disconnect(request: Request) -> Response:
-        key, refused = key_of(request)
-        if refused is not None:
-            return refused
-        if key is not None and key.patterns:
-            return _error(403, "disconnecting a user needs an API key without channel patterns")
-        body = await body_of(request, DisconnectBody)
-        if isinstance(body, JSONResponse):
-            return body
+    async def acted(request: ControlRequest) -> Response:
+        """Ask every instance to act on its connections; answer how many it changed."""
         try:
-            gathered = await node.control.ask(
-                ControlRequest("disconnect", "", user=body.user, code=body.code, reason=body.reason)
-            )
+            gathered = await node.control.ask(request)
         except BrokerError:
             return _error(503, BROKER_FAILED)
         return JSONResponse(
@@ -187,6 +178,19 @@ def server_api_routes(node: Node, settings: Settings) -> list[Route]:
                 "instances": gathered.instances,
                 "complete": gathered.complete,
             }
+        )
+
+    async def disconnect(request: Request) -> Response:
+        key, refused = key_of(request)
+        if refused is not None:
+            return refused
+        if key is not None and key.patterns:
+            return _error(403, "disconnecting a user needs an API key without channel patterns")
+        body = await body_of(request, DisconnectBody)
+        if isinstance(body, JSONResponse):
+            return body
+        return await acted(
+            ControlRequest("disconnect", "", user=body.user, code=body.code, reason=body.reason)
         )
 
     async def unsubscribe(request: Request) -> Response:
@@ -200,20 +204,7 @@ def server_api_routes(node: Node, settings: Settings) -> list[Route]:
             return _error(400, f"channel names starting with {RESERVED_PREFIX!r} are reserved")
         if key is not None and not key.allows(body.channel):
             return _error(403, "this API key may not act on this channel")
-        try:
-            gathered = await node.control.ask(
-                ControlRequest("unsubscribe", "", user=body.user, channel=body.channel)
-            )
-        except BrokerError:
-            return _error(503, BROKER_FAILED)
-        return JSONResponse(
-            {
-                "status": "ok",
-                "connections": sum(r.count for r in gathered.replies),
-                "instances": gathered.instances,
-                "complete": gathered.complete,
-            }
-        )
+        return await acted(ControlRequest("unsubscribe", "", user=body.user, channel=body.channel))
 
     async def batch(request: Request) -> Response:
         key, refused = key_of(request)

@@ -17,6 +17,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from realtime import metrics, redisconn
 from realtime.brokers.redis.common import Confirmations, Publisher, backoff, hand_over, topic
@@ -36,11 +38,10 @@ class RedisBroker:
         self.deployment = deployment or RedisDeployment(url)
         assert not self.deployment.cluster, "Redis Cluster uses RedisClusterBroker"
         self.url = url
-        self._client: aioredis.Redis
-        if self.deployment.sentinels:
-            self._client = redisconn.sentinel_master(self.deployment, health_check_interval=15)
-        else:
-            self._client = redisconn.connect(url, health_check_interval=15)
+        self._client = self._connect()
+        # The reader's own client retries nothing: redis-py would otherwise reconnect and
+        # resubscribe inside get_message, unseen, so the drop would be neither logged nor counted.
+        self._reader = self._connect(retry=Retry(NoBackoff(), 0))
         self._topics: set[str] = set()
         self._confirm = Confirmations()
         self._pubsub: Any = None
@@ -50,6 +51,11 @@ class RedisBroker:
         self._publisher = Publisher(self._send)
         # Classic Pub/Sub: the presence store's scripts may PUBLISH on this deployment.
         self.sharded = False
+
+    def _connect(self, **options: Any) -> aioredis.Redis:
+        if self.deployment.sentinels:
+            return redisconn.sentinel_master(self.deployment, health_check_interval=15, **options)
+        return redisconn.connect(self.url, health_check_interval=15, **options)
 
     @property
     def ready(self) -> bool:
@@ -97,7 +103,7 @@ class RedisBroker:
     async def _run(self, deliver: Deliver) -> None:
         failures = 0
         while True:
-            pubsub = self._client.pubsub()
+            pubsub = self._reader.pubsub()
             try:
                 # A private topic keeps the connection open while no channel is subscribed.
                 await pubsub.subscribe(f"__realtime__.{id(self)}", *self._topics)
@@ -142,3 +148,4 @@ class RedisBroker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self._client.aclose()
+        await self._reader.aclose()

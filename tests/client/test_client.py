@@ -1,0 +1,187 @@
+"""realtime.client against a real in-process gateway: round trips, presence, tokens, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import jwt
+import pytest
+
+from realtime.client import (
+    Broadcast,
+    Client,
+    ConnectError,
+    ConnectionState,
+    GatewayError,
+    Member,
+    PresenceJoin,
+    PresenceLeave,
+    PresenceSync,
+    PresenceUpdate,
+    Publisher,
+    PublishError,
+    Subscription,
+)
+from realtime.client.messages import Message
+from realtime.testing.gateway import Gateway, make_settings, run_gateway
+from realtime.testing.waiting import wait_until_async
+
+SECRET = "a-test-secret-that-is-long-enough-for-hs256-000"
+KEY = "client-test-key-0123456789"
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[Gateway]:
+    async with run_gateway(make_settings(API_KEYS=KEY, HISTORY_CHANNELS="hist.*")) as gw:
+        yield gw
+
+
+async def next_of(sub: Subscription, kind: type[Any], timeout: float = 5) -> Any:
+    """The next message of ``kind`` from ``sub`` (others before it are skipped)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = max(0.01, deadline - time.monotonic())
+        message: Message = await asyncio.wait_for(anext(sub), remaining)
+        if isinstance(message, kind):
+            return message
+
+
+async def test_subscribe_publish_round_trip(gateway: Gateway) -> None:
+    async with (
+        Client(gateway.url, user_id="alice") as alice,
+        Client(gateway.ws_url, user_id="bob") as bob,
+        Publisher(gateway.url, api_key=KEY) as publisher,
+    ):
+        assert alice.state is ConnectionState.CONNECTED
+        a_room = await alice.subscribe("room", listen=("broadcast",))
+        b_room = await bob.subscribe("room", listen=("broadcast",))
+        ack = await a_room.publish("chat", {"text": "hi"})
+        assert ack.offset == 0  # not a history channel
+        for sub in (a_room, b_room):
+            message = await next_of(sub, Broadcast)
+            assert (message.event, message.payload, message.user_id) == (
+                "chat",
+                {"text": "hi"},
+                "alice",
+            )
+        published = await publisher.publish("room", "news", [1, 2])
+        assert len(published.message_id) == 32
+        message = await next_of(b_room, Broadcast)
+        assert (message.event, message.payload, message.user_id) == ("news", [1, 2], "")
+        # On a history channel the ack and the HTTP answer say where it was stored.
+        hist = await bob.subscribe("hist.1", listen=("broadcast",))
+        assert (await hist.publish("e", 1)).offset == 1
+        assert (await publisher.publish("hist.1", "e", 2)).offset == 2
+        page = await publisher.history("hist.1")
+        assert [p.payload for p in page.publications] == [1, 2]
+        assert [m.offset for m in [await next_of(hist, Broadcast) for _ in range(2)]] == [1, 2]
+        assert hist.position is not None and hist.position.offset == 2
+
+
+async def test_publisher_errors_carry_status_and_error(gateway: Gateway) -> None:
+    async with Publisher(gateway.url) as publisher:
+        with pytest.raises(PublishError) as info:
+            await publisher.publish("room", "e", 1)
+    assert info.value.status == 401 and "key" in info.value.error.lower()
+
+
+async def test_presence_members_exact_across_join_update_leave(gateway: Gateway) -> None:
+    async with (
+        Client(gateway.url, user_id="watcher") as watcher,
+        Client(gateway.url, user_id="alice") as alice,
+        Client(gateway.url, user_id="bob") as bob,
+    ):
+        seen = await watcher.subscribe("lobby")
+        assert (await next_of(seen, PresenceSync)).users == []
+        a = await alice.subscribe("lobby", listen=("broadcast",))
+        await a.track({"name": "Alice"})
+        assert (await next_of(seen, PresenceJoin)).user_id == "alice"
+        assert dict(seen.members) == {
+            "alice": Member(
+                user_id="alice", meta={"name": "Alice"}, updated_at=seen.members["alice"].updated_at
+            )
+        }
+        b = await bob.subscribe("lobby", listen=("presence",))
+        await b.track({"name": "Bob"})
+        await next_of(seen, PresenceJoin)
+        # bob's own subscription sees alice from its sync, and itself from the event
+        await wait_until_async(lambda: set(b.members) == {"alice", "bob"}, timeout=5)
+        await a.track({"name": "Alice", "away": True})
+        update = await next_of(seen, PresenceUpdate)
+        assert update.meta == {"name": "Alice", "away": True}
+        assert seen.members["alice"].meta == {"name": "Alice", "away": True}
+        assert a.tracked == {"name": "Alice", "away": True}
+        await a.untrack()
+        assert (await next_of(seen, PresenceLeave)).user_id == "alice"
+        assert set(seen.members) == {"bob"}
+        await bob.close()
+        assert (await next_of(seen, PresenceLeave)).user_id == "bob"
+        assert dict(seen.members) == {}
+
+
+async def test_bad_input_raises_and_the_client_lives_on(gateway: Gateway) -> None:
+    errors: list[Exception] = []
+    async with Client(gateway.url, user_id="u", on_error=errors.append) as client:
+        with pytest.raises(GatewayError) as info:
+            await client.subscribe("__realtime__.probe.x")
+        assert info.value.code == "invalid_message"
+        assert "__realtime__.probe.x" not in client.subscriptions
+        with pytest.raises(GatewayError) as info:
+            await client.publish("room", "e" * 500, None)
+        assert info.value.code == "invalid_message"
+        # still connected, and working
+        room = await client.subscribe("room", listen=("broadcast",))
+        with pytest.raises(ValueError):
+            await client.subscribe("room")
+        await room.publish("ok", True)
+        assert (await next_of(room, Broadcast)).event == "ok"
+        assert client.state is ConnectionState.CONNECTED and errors == []
+
+
+def token(sub: str, ttl: float, channels: dict[str, list[str]] | None = None) -> str:
+    claims = {"sub": sub, "exp": int(time.time() + ttl), "channels": channels or {"*": ["*"]}}
+    return jwt.encode(claims, SECRET, algorithm="HS256")
+
+
+async def test_token_provider_is_called_on_token_expired() -> None:
+    settings = make_settings(JWT_SECRET=SECRET, JWT_EXPIRY_GRACE_SECONDS="1")
+    calls: list[float] = []
+
+    def provider() -> str:
+        calls.append(time.time())
+        return token("u", ttl=60)
+
+    states: list[ConnectionState] = []
+    async with run_gateway(settings) as gateway:
+        async with Client(
+            gateway.url, token=token("u", ttl=1.5), token_provider=provider, on_state=states.append
+        ) as client:
+            room = await client.subscribe("room", listen=("broadcast",))
+            await wait_until_async(lambda: calls, timeout=5, message="provider called")
+            # Past the grace period the connection is the same one: it was refreshed, not
+            # closed with 4001 and reconnected.
+            expired_at = calls[0]
+            await wait_until_async(lambda: time.time() > expired_at + 1.5, timeout=5)
+            await room.publish("after", 1)
+            assert (await next_of(room, Broadcast)).event == "after"
+            assert client.close_code is None and len(calls) == 1
+        assert ConnectionState.RECONNECTING not in states
+
+
+async def test_refused_upgrade_and_forbidden_channel() -> None:
+    settings = make_settings(JWT_SECRET=SECRET)
+    async with run_gateway(settings) as gateway:
+        with pytest.raises(ConnectError) as refused:
+            await Client(gateway.url, token="not-a-jwt").connect()
+        assert refused.value.status == 401
+        grant = token("u", ttl=60, channels={"mine": ["*"]})
+        async with Client(gateway.url, token=grant) as client:
+            with pytest.raises(GatewayError) as info:
+                await client.subscribe("theirs")
+            assert info.value.code == "forbidden" and info.value.channel == "theirs"
+            mine = await client.subscribe("mine", listen=("broadcast",))
+            await mine.publish("e", 1)
+            assert (await next_of(mine, Broadcast)).payload == 1

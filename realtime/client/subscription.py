@@ -70,6 +70,7 @@ class Subscription:
         self._meta: dict[str, Any] | None = None
         self._queue: collections.deque[Message] = collections.deque()
         self._max_queue = max_queue
+        self._overflowing = False
         self._wakeup = asyncio.Event()
         self._ended = False
         self._error: BaseException | None = None
@@ -205,9 +206,11 @@ class Subscription:
             return
         if len(self._queue) >= self._max_queue:
             self.dropped += 1
-            if self.dropped == 1 or self.dropped % self._max_queue == 0:
+            if not self._overflowing:  # reported once per run of drops, not once per drop
+                self._overflowing = True
                 self._client._report(SubscriptionOverflow(self.channel, self.dropped))
             return
+        self._overflowing = False
         self._queue.append(message)
         self._wakeup.set()
 

@@ -6,7 +6,17 @@ import random
 
 import pytest
 
-from realtime.client import Backoff, Broadcast, Member, PresenceSync, ws_url
+from realtime.client import (
+    Backoff,
+    Broadcast,
+    Member,
+    Position,
+    PresenceSync,
+    Subscribed,
+    Subscription,
+    SubscriptionOverflow,
+    ws_url,
+)
 from realtime.client.messages import PresenceJoin, PresenceLeave, PresenceUpdate, decode
 from realtime.client.presence import Outcome, PresenceState
 
@@ -96,3 +106,65 @@ def test_decode_types_frames_and_skips_unknown_ones() -> None:
     assert frame == Broadcast(channel="c", event="e", payload=[1])
     assert decode('{"type":"presence_diff","channel":"c"}') is None
     assert decode("not json") is None
+
+
+class FakeClient:
+    def __init__(self) -> None:
+        self.reported: list[Exception] = []
+
+    def _report(self, error: Exception) -> None:
+        self.reported.append(error)
+
+
+def subscription(client: FakeClient, max_queue: int = 100) -> Subscription:
+    return Subscription(client, "h", ("broadcast",), True, None, max_queue)  # type: ignore[arg-type]
+
+
+def b(offset: int, epoch: str = "e1") -> Broadcast:
+    return Broadcast(channel="h", payload=offset, offset=offset, epoch=epoch)
+
+
+def test_a_history_broadcast_reaches_the_queue_once() -> None:
+    sub = subscription(FakeClient())
+    assert sub.subscribe_frame()["history"] == 0  # a first position, even before a broadcast
+    sub.on_subscribed(Subscribed(channel="h", offset=2, epoch="e1"))
+    assert sub.position == Position(2, "e1")
+    for message in (b(2), b(3), b(4)):
+        sub.on_broadcast(message)
+    # A reconnect recovers from the last one handed over; the replay overlaps live delivery.
+    assert sub.subscribe_frame()["since"] == {"offset": 4, "epoch": "e1"}
+    sub.on_subscribed(Subscribed(channel="h", offset=6, epoch="e1", recovered=True))
+    for message in (b(4), b(5), b(6), b(5), b(7)):
+        sub.on_broadcast(message)
+    # Another epoch (history lost) starts again at 1.
+    sub.on_broadcast(b(1, "e2"))
+    queued = [m.offset if isinstance(m, Broadcast) else "subscribed" for m in sub._queue]
+    assert queued == [3, 4, "subscribed", 5, 6, 7, 1]
+    assert sub.position == Position(1, "e2")
+
+
+def test_not_recovered_takes_the_gateway_position() -> None:
+    sub = subscription(FakeClient())
+    sub.position = Position(3, "old")
+    sub.on_subscribed(Subscribed(channel="h", offset=9, epoch="new", recovered=False))
+    assert sub.position == Position(9, "new")
+    assert isinstance(sub._queue[0], Subscribed) and sub._queue[0].recovered is False
+    assert "since" not in sub.subscribe_frame(resync=True)
+
+
+async def test_a_full_queue_drops_and_reports() -> None:
+    client = FakeClient()
+    sub = subscription(client, max_queue=2)
+    for offset in range(1, 5):
+        sub.on_broadcast(b(offset))
+    assert sub.dropped == 2 and len(client.reported) == 1
+    assert isinstance(client.reported[0], SubscriptionOverflow)
+    assert [m.offset for m in [await anext(sub), await anext(sub)]] == [1, 2]  # type: ignore[union-attr]
+    sub.on_broadcast(b(5))
+    sub.on_broadcast(b(6))
+    sub.on_broadcast(b(7))  # a second run of drops is reported again
+    assert sub.dropped == 3 and len(client.reported) == 2
+    sub._end(None)
+    assert [m.offset for m in [await anext(sub), await anext(sub)]] == [5, 6]  # type: ignore[union-attr]
+    with pytest.raises(StopAsyncIteration):
+        await anext(sub)

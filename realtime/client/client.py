@@ -111,7 +111,8 @@ class Client:
     """A connection to a realtime-mq gateway (or a seed gateway) over WebSocket.
 
     ``url`` is the gateway's base URL or its ``/ws`` URL. Identity: ``user_id`` for a gateway
-    without JWT keys (development), else ``token`` and/or ``token_provider`` (a function,
+    without JWT keys (development; sent as ``?user_id=``, which a gateway with keys ignores),
+    else ``token`` and/or ``token_provider`` (a function,
     plain or async, returning a fresh JWT: called for the first connection when no ``token``
     is given, when the gateway says ``token_expired``, and before every reconnect). The token
     goes in the ``Authorization`` header, never in the URL.
@@ -160,8 +161,6 @@ class Client:
         on_error: Callable[[Exception], None] | None = None,
         on_frame: Callable[[str], None] | None = None,
     ) -> None:
-        if user_id is not None and (token is not None or token_provider is not None):
-            raise ValueError("give user_id (no JWT on the gateway) or a token, not both")
         if max_queue < 1 or request_timeout <= 0:
             raise ValueError("max_queue must be at least 1 and request_timeout positive")
         self.url = ws_url(url, user_id)

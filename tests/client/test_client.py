@@ -11,6 +11,7 @@ import jwt
 import pytest
 
 from realtime.client import (
+    Backoff,
     Broadcast,
     Client,
     ConnectError,
@@ -185,3 +186,49 @@ async def test_refused_upgrade_and_forbidden_channel() -> None:
             mine = await client.subscribe("mine", listen=("broadcast",))
             await mine.publish("e", 1)
             assert (await next_of(mine, Broadcast)).payload == 1
+
+
+async def test_an_expired_token_without_provider_ends_the_client() -> None:
+    """No token_provider: token_expired goes to on_error, the gateway closes with 4001, the
+    reconnect with the same (expired) token is refused with 401, and that is final."""
+    settings = make_settings(JWT_SECRET=SECRET, JWT_EXPIRY_GRACE_SECONDS="0.5")
+    errors: list[Exception] = []
+    async with run_gateway(settings) as gateway:
+        client = Client(
+            gateway.url,
+            token=token("u", ttl=1.2),
+            backoff=Backoff(base=0.05, cap=0.2),
+            on_error=errors.append,
+        )
+        async with client:
+            room = await client.subscribe("room", listen=("broadcast",))
+            with pytest.raises(ConnectError) as info:
+                await asyncio.wait_for(anext(room), 15)
+            assert info.value.status == 401
+            await asyncio.wait_for(client.wait_closed(), 5)
+            assert client.state is ConnectionState.CLOSED and client.close_code == 4001
+            codes = [getattr(e, "code", None) or getattr(e, "status", None) for e in errors]
+            assert codes == ["token_expired", 401]
+            with pytest.raises(ConnectError):
+                await client.publish("room", "e")
+
+
+async def test_a_raising_callback_or_an_unknown_frame_does_not_stop_the_reader(
+    gateway: Gateway,
+) -> None:
+    seen: list[str] = []
+
+    def on_frame(frame: str) -> None:
+        seen.append(frame)
+        raise RuntimeError("an application bug")
+
+    async with Client(gateway.url, user_id="u", on_frame=on_frame) as client:
+        room = await client.subscribe("room", listen=("broadcast",))
+        for n in range(3):
+            await room.publish("e", n)
+        assert [(await next_of(room, Broadcast)).payload for _ in range(3)] == [0, 1, 2]
+        assert len(seen) == 3
+        client._dispatch('{"type":"from_the_future","x":1}')
+        client._dispatch("not json at all")
+        await room.publish("e", "still")
+        assert (await next_of(room, Broadcast)).payload == "still"

@@ -1,4 +1,4 @@
-"""``realtime.client``: an asyncio client for realtime-mq gateways (and seed gateways).
+"""``realtime.client``: an asyncio client for realtime-mq gateways.
 
 :class:`Client` speaks WebSocket (subscribe, broadcast, presence, reconnect with recovery);
 :class:`Publisher` speaks the HTTP API with an API key. Guide: docs/clients.md#python.

@@ -108,7 +108,8 @@ class _Pacer:
 
 
 class Client:
-    """A connection to a realtime-mq gateway (or a seed gateway) over WebSocket.
+    """A connection to a realtime-mq gateway over WebSocket (every call waits for its ``ref``
+    ack, an extension a seed gateway lacks).
 
     ``url`` is the gateway's base URL or its ``/ws`` URL. Identity: ``user_id`` for a gateway
     without JWT keys (development; sent as ``?user_id=``, which a gateway with keys ignores),

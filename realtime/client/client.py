@@ -184,6 +184,7 @@ class Client:
         self._reader: asyncio.Task[None] | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
+        self._closed = asyncio.Event()
         self._closing = False
         self._fatal: Exception | None = None
         self._subs: dict[str, Subscription] = {}
@@ -221,6 +222,7 @@ class Client:
             ws = await self._open()
         except BaseException:
             self._set_state(ConnectionState.CLOSED)
+            self._closed.set()
             raise
         self._attach(ws)
         self._set_state(ConnectionState.CONNECTED)
@@ -246,8 +248,7 @@ class Client:
     async def wait_closed(self) -> None:
         """Wait until the client is closed: by :meth:`close`, a refused reconnect, or (with
         ``reconnect=False``) the connection's end."""
-        if self._supervisor is not None:
-            await asyncio.shield(self._supervisor)
+        await self._closed.wait()
 
     async def __aenter__(self) -> Client:
         await self.connect()
@@ -468,6 +469,7 @@ class Client:
     def _finish(self) -> None:
         self._set_state(ConnectionState.CLOSED)
         self._connected.set()  # wakes callers waiting for a connection: they raise
+        self._closed.set()
         closed = self._fatal or ClientClosed("the client is closed")
         for answer in self._pending.values():
             if not answer.done():

@@ -232,3 +232,59 @@ async def test_a_raising_callback_or_an_unknown_frame_does_not_stop_the_reader(
         client._dispatch("not json at all")
         await room.publish("e", "still")
         assert (await next_of(room, Broadcast)).payload == "still"
+
+
+async def test_the_server_api_unsubscribe_ends_that_subscription_only(gateway: Gateway) -> None:
+    errors: list[Exception] = []
+    async with Client(gateway.url, user_id="u", on_error=errors.append) as client:
+        room = await client.subscribe("room", listen=("broadcast",))
+        other = await client.subscribe("other", listen=("broadcast",))
+        async with Publisher(gateway.url, api_key=KEY) as publisher:
+            answer = await publisher._http.post(
+                gateway.url + "/api/unsubscribe",
+                json={"user": "u", "channel": "room"},
+                headers={"X-API-Key": KEY},
+            )
+            assert answer.status_code == 200, answer.text
+            with pytest.raises(GatewayError) as info:
+                await asyncio.wait_for(anext(room), 5)
+            assert info.value.code == "unsubscribed" and not room.active
+            assert [getattr(e, "code", None) for e in errors] == ["unsubscribed"]
+            assert set(client.subscriptions) == {"other"}
+            await publisher.publish("other", "still", 1)
+            assert (await next_of(other, Broadcast)).event == "still"
+            again = await client.subscribe("room", listen=("broadcast",))
+            await publisher.publish("room", "back", 1)
+            assert (await next_of(again, Broadcast)).event == "back"
+
+
+async def test_token_provider_is_called_before_each_reconnect() -> None:
+    settings = make_settings(JWT_SECRET=SECRET, API_KEYS=KEY)
+    calls = 0
+
+    async def provider() -> str:
+        nonlocal calls
+        calls += 1
+        return token("u", ttl=60)
+
+    states: list[ConnectionState] = []
+    async with (
+        run_gateway(settings) as gateway,
+        Publisher(gateway.url, api_key=KEY) as publisher,
+        Client(
+            gateway.url,
+            token_provider=provider,
+            backoff=Backoff(base=0.05, cap=0.2),
+            on_state=states.append,
+        ) as client,
+    ):
+        assert calls == 1  # no token given: the provider gave the first one
+        room = await client.subscribe("room", listen=("broadcast",))
+        answer = await publisher._http.post(
+            gateway.url + "/api/disconnect", json={"user": "u"}, headers={"X-API-Key": KEY}
+        )
+        assert answer.json()["connections"] == 1
+        await wait_until_async(lambda: states.count(ConnectionState.CONNECTED) == 2, timeout=10)
+        assert client.close_code == 4000 and calls == 2
+        await publisher.publish("room", "after", 1)  # resubscribed on the new connection
+        assert (await next_of(room, Broadcast)).event == "after"

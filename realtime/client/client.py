@@ -290,14 +290,23 @@ class Client:
         sub = Subscription(self, channel, kinds, recover, since, self._max_queue)
         # Registered before the frame goes: its presence_sync and replay come before the ack.
         self._subs[channel] = sub
+        frame = sub.subscribe_frame()
         try:
-            await self._request(sub.subscribe_frame(), ws)
+            await self._request(frame, ws)
+        except GatewayError as exc:
+            if exc.code != "history_unavailable":
+                self._drop(sub, exc)
+                raise
+            sub.recovery_failed("since" in frame)  # live, but nothing replayed
+            self._report(exc)
         except BaseException as exc:
-            if self._subs.get(channel) is sub:
-                del self._subs[channel]
-            sub._end(exc if isinstance(exc, Exception) else None)
+            self._drop(sub, exc if isinstance(exc, Exception) else None)
             raise
         return sub
+
+    def _drop(self, sub: Subscription, error: Exception | None) -> None:
+        self._forget(sub)
+        sub._end(error)
 
     async def publish(self, channel: str, event: str, payload: Any = None) -> Ack:
         """Broadcast on ``channel`` without subscribing (see :meth:`Subscription.publish`)."""
@@ -449,14 +458,18 @@ class Client:
     async def _restore(self, ws: ClientConnection) -> None:
         """Subscribe every channel again (recovering with ``since``) and rejoin presence."""
         for sub in list(self._subs.values()):
+            frame = sub.subscribe_frame()
             try:
-                await self._request(sub.subscribe_frame(), ws)
+                await self._request(frame, ws)
             except GatewayError as exc:
-                # Refused now (the new token does not grant it, say): this one ends.
-                self._subs.pop(sub.channel, None)
-                sub._end(exc)
                 self._report(exc)
-                continue
+                if exc.code == "history_unavailable":
+                    # Subscribed, but the history store could not replay what was missed.
+                    sub.recovery_failed("since" in frame)
+                else:
+                    # Refused now (the new token does not grant it, say): this one ends.
+                    self._drop(sub, exc)
+                    continue
             meta = sub._meta
             if meta is not None:
                 frame = {"type": "presence_join", "channel": sub.channel, "payload": meta}

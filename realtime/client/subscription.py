@@ -182,6 +182,20 @@ class Subscription:
         # recovered=True: the replay follows and moves the position broadcast by broadcast.
         self._push(message)
 
+    def recovery_failed(self, asked_since: bool) -> None:
+        """The gateway subscribed but could not read history (``history_unavailable``): when
+        a recovery was asked for, tell the application as the gateway tells of a lost one,
+        with ``recovered=False`` (reload), and go on from the live broadcasts."""
+        if asked_since and self.position is not None:
+            self._push(
+                Subscribed(
+                    channel=self.channel,
+                    offset=self.position.offset,
+                    epoch=self.position.epoch,
+                    recovered=False,
+                )
+            )
+
     def on_sync(self, message: PresenceSync) -> None:
         if self._presence.sync(message):
             self._push(

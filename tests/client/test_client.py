@@ -24,9 +24,11 @@ from realtime.client import (
     PresenceUpdate,
     Publisher,
     PublishError,
+    Subscribed,
     Subscription,
 )
 from realtime.client.messages import Message
+from realtime.errors import HistoryError
 from realtime.testing.gateway import Gateway, make_settings, run_gateway
 from realtime.testing.waiting import wait_until_async
 
@@ -288,3 +290,42 @@ async def test_token_provider_is_called_before_each_reconnect() -> None:
         assert client.close_code == 4000 and calls == 2
         await publisher.publish("room", "after", 1)  # resubscribed on the new connection
         assert (await next_of(room, Broadcast)).event == "after"
+
+
+async def test_history_unavailable_on_reconnect_keeps_the_subscription(gateway: Gateway) -> None:
+    """The gateway subscribes but cannot replay (its history store failed: injected here):
+    the subscription goes on live and yields recovered=False, so the application reloads."""
+    errors: list[Exception] = []
+    store = gateway.node.history.store  # type: ignore[union-attr]
+    real_read = store.read
+
+    async def failing_read(channel: str, after: int, limit: int) -> Any:
+        if limit > 0:  # a replay's read, not the position's
+            raise HistoryError("read failed: injected")
+        return await real_read(channel, after, limit)
+
+    async with (
+        Publisher(gateway.url, api_key=KEY) as publisher,
+        Client(
+            gateway.url,
+            user_id="u",
+            backoff=Backoff(base=0.05, cap=0.2),
+            on_error=errors.append,
+        ) as client,
+    ):
+        sub = await client.subscribe("hist.2", listen=("broadcast",))
+        await publisher.publish("hist.2", "e", 1)
+        assert (await next_of(sub, Broadcast)).payload == 1
+        store.read = failing_read  # type: ignore[method-assign]
+        try:
+            await publisher._http.post(
+                gateway.url + "/api/disconnect", json={"user": "u"}, headers={"X-API-Key": KEY}
+            )
+            lost = await next_of(sub, Subscribed)
+        finally:
+            store.read = real_read  # type: ignore[method-assign]
+        assert (lost.recovered, lost.offset) == (False, 1)
+        assert [getattr(e, "code", None) for e in errors] == ["history_unavailable"]
+        await publisher.publish("hist.2", "e", 2)
+        assert (await next_of(sub, Broadcast)).payload == 2
+        assert sub.active and client.connected

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import doctest
 import random
+from types import ModuleType
 
 import pytest
 
+import realtime.client as client_package
+import realtime.client.backoff as backoff_module
+import realtime.client.client as client_module
 from realtime.client import (
     Backoff,
     Broadcast,
@@ -168,3 +173,11 @@ async def test_a_full_queue_drops_and_reports() -> None:
     assert [m.offset for m in [await anext(sub), await anext(sub)]] == [5, 6]  # type: ignore[union-attr]
     with pytest.raises(StopAsyncIteration):
         await anext(sub)
+
+
+@pytest.mark.parametrize(
+    "module", [client_package, client_module, backoff_module], ids=lambda m: m.__name__
+)
+def test_docstring_examples_hold(module: ModuleType) -> None:
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0

@@ -113,3 +113,43 @@ async def test_listen_prints_what_publish_sends(redis: RedisServer, tmp_path: Pa
 def test_publish_refuses_a_payload_that_is_not_json() -> None:
     result = run_cli("publish", "c", "{nope", env={"REALTIME_URL": "http://127.0.0.1:9"})
     assert result.returncode == 2 and "not valid JSON" in result.stderr
+
+
+async def test_listen_says_how_the_connection_ended(tmp_path: Path) -> None:
+    """A refused upgrade and a gateway that drains: one line on stderr each, exit code 1."""
+    env = {"BROADCAST_MQ_TYPE": "memory", "PRESENCE_STORE": "memory", "JWT_SECRET": JWT}
+    async with spawn_gateway(env, str(tmp_path / "g.log")) as gateway:
+        refused = await asyncio.to_thread(
+            run_cli, "listen", "c", env={"REALTIME_URL": gateway.url, "REALTIME_TOKEN": "bad"}
+        )
+        assert refused.returncode == 1
+        assert "server rejected WebSocket connection: HTTP 401" in refused.stderr
+    async with spawn_gateway(
+        {"BROADCAST_MQ_TYPE": "memory", "PRESENCE_STORE": "memory"}, str(tmp_path / "h.log")
+    ) as gateway:
+        listener = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "realtime",
+            "listen",
+            "room",
+            "--user",
+            "op",
+            "--presence",
+            env={**os.environ, "REALTIME_URL": gateway.url},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert listener.stdout is not None
+        line = await asyncio.wait_for(listener.stdout.readline(), 15)
+        assert json.loads(line) == {
+            "type": "presence_sync",
+            "channel": "room",
+            "users": [],
+            "version": 0,
+        }
+        gateway.process.terminate()  # drains: the connection is closed with 1012
+        out, err = await asyncio.wait_for(listener.communicate(), 15)
+        assert listener.returncode == 1
+        assert out == b""
+        assert "realtime listen: closed with 1012" in err.decode()

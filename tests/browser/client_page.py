@@ -3,6 +3,7 @@ with a dynamic import() into a page of the gateway's own origin (or another one'
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from playwright.async_api import Browser, Page
@@ -37,7 +38,10 @@ async ([module, base, clientOptions, channel, options]) => {
     }
     window.rt = new Realtime(base, opts);
     window.rt.on("state", (s) => { window.states.push(s); show(); });
-    window.rt.on("error", (e) => { window.errors.push(e.code); show(); });
+    window.rt.on("error", (e) => {
+        window.errors.push(e.closeCode ? e.code + ":" + e.closeCode : e.code);
+        show();
+    });
     window.rt.on("frame", (f, direction) => { window.frames.push([direction, f]); });
     try {
         await window.rt.connect();
@@ -86,6 +90,9 @@ async def open_failing(
     error (code, status, message)."""
     page = await browser.new_page()
     await page.goto(base + "/healthz")
-    failed = await page.evaluate(OPEN, [base + "/client/realtime.js", base, client, channel, {}])
+    # Bounded: a client that never gives up would otherwise hang the test until its timeout.
+    failed = await asyncio.wait_for(
+        page.evaluate(OPEN, [base + "/client/realtime.js", base, client, channel, {}]), 15
+    )
     assert failed is not None, "connect() resolved"
     return page, failed

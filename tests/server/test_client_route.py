@@ -51,6 +51,7 @@ async def test_plain_get_of_ws_answers_what_the_upgrade_would_get() -> None:
         )
         assert other_origin.status_code == 403
         assert other_origin.json() == {"error": "origin not allowed"}
+        assert other_origin.headers["access-control-allow-origin"] == "*"
         # The upgrade itself is refused the same way.
         with pytest.raises(InvalidStatus) as info:
             async with ws_client(gw.ws_url + "?user_id=alice", origin="https://evil.example"):
@@ -68,3 +69,17 @@ async def test_plain_get_of_ws_checks_the_token() -> None:
         assert refused.status_code == 401
         assert "expired" in refused.json()["error"]
         assert (await http.get(gw.url + "/ws?user_id=alice")).status_code == 401
+
+
+async def test_a_post_to_ws_answers_the_same_and_is_readable_from_any_origin() -> None:
+    settings = make_settings(WS_ALLOWED_ORIGINS="https://app.example")
+    async with run_gateway(settings) as gw, httpx.AsyncClient() as http:
+        allowed = await http.post(
+            gw.url + "/ws?user_id=alice", headers={"origin": "https://app.example"}
+        )
+        assert allowed.status_code == 426
+        refused = await http.post(
+            gw.url + "/ws?user_id=alice", headers={"origin": "https://evil.example"}
+        )
+        assert refused.status_code == 403
+        assert refused.headers["access-control-allow-origin"] == "*"

@@ -107,7 +107,8 @@ export interface HistoryPage {
 export type Frame = { type: string; [field: string]: unknown };
 
 /** An error: an error frame (`code` is its code), a refused upgrade (`code` "refused" with
- * the HTTP `status`), a lost connection (`code` "connection_lost" with `closeCode`), a call
+ * the HTTP `status`), a lost connection (`code` "connection_lost" with `closeCode`), a
+ * server disconnect that stops the client ("disconnected_by_server", `closeCode`), a call
  * that the connection's loss left unanswered (`code` "disconnected"). */
 export declare class RealtimeError extends Error {
   code: string;

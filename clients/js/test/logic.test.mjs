@@ -183,7 +183,71 @@ test("backoff: jittered between half the cap and the cap, the cap doubling up to
   delays.forEach((ms, i) => {
     assert.ok(ms >= caps[i] / 2 && ms <= caps[i], `retry ${i}: ${ms} ms, cap ${caps[i]}`);
   });
+  // The jitter: the random draw picks within [cap / 2, cap].
+  const realRandom = Math.random;
+  const drawn = [];
+  globalThis.setTimeout = (fn, ms) => {
+    drawn.push(ms);
+    return 0;
+  };
+  try {
+    Math.random = () => 0;
+    rt._attempt = 0;
+    rt._retry(1006);
+    Math.random = () => 0.5;
+    rt._attempt = 0;
+    rt._retry(1006);
+  } finally {
+    Math.random = realRandom;
+    globalThis.setTimeout = realTimeout;
+  }
+  assert.deepEqual(drawn, [50, 75]);
   rt._wanted = false;
+});
+
+test("a server disconnect (4000-4999 but 4001/4008/4029) stops; 4008 reconnects", async () => {
+  const [rt, ws] = await connected({ minDelay: 1, maxDelay: 2 });
+  const errors = [];
+  rt.on("error", (e) => errors.push([e.code, e.closeCode]));
+  ws.drop(4008);
+  assert.equal(rt.state, "reconnecting");
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  const again = FakeSocket.all.at(-1);
+  assert.notEqual(again, ws);
+  again.open();
+  again.drop(4000);
+  assert.equal(rt.state, "closed");
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(FakeSocket.all.at(-1), again); // no new attempt
+  assert.deepEqual(errors, [["connection_lost", 4008], ["disconnected_by_server", 4000]]);
+});
+
+test("a presence gap asks for one fresh sync at a time", async () => {
+  const [rt, ws] = await connected();
+  rt.subscribe("room");
+  ws.receive({ type: "presence_sync", channel: "room", version: 1, users: [] });
+  const count = () => ws.sent.filter((f) => f.type === "subscribe").length;
+  const before = count();
+  ws.receive({ type: "presence_join", channel: "room", user_id: "x", seq: 3 });
+  ws.receive({ type: "presence_join", channel: "room", user_id: "y", seq: 4 });
+  assert.equal(count(), before + 1);
+  ws.receive({ type: "ack", ref: ws.last("subscribe").ref });
+  await tick();
+  ws.receive({ type: "presence_join", channel: "room", user_id: "z", seq: 9 });
+  assert.equal(count(), before + 2); // the first one answered: a new gap may ask again
+  rt.close();
+});
+
+test("a replay of the last N that was empty still gives a position", async () => {
+  const [rt, ws] = await connected();
+  const sub = rt.subscribe("news", { history: 5 });
+  assert.equal(ws.last("subscribe").history, 5);
+  ws.receive({ type: "subscribed", channel: "news", offset: 0, epoch: "E" });
+  assert.equal(sub.position, null); // a replay may follow
+  ws.receive({ type: "ack", ref: ws.last("subscribe").ref });
+  await sub.ready;
+  assert.deepEqual(sub.position, { offset: 0, epoch: "E" });
+  rt.close();
 });
 
 test("a refused upgrade (403) stops: connect rejects with the status, no retry", async () => {

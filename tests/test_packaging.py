@@ -69,3 +69,11 @@ def test_extra_names_the_plugin_that_registers_the_broker(
     assert "Requires-Dist: realtime-mq" in metadata
     assert "[realtime.brokers]" in entry_points
     assert f"{name} = " in entry_points
+
+
+def test_the_core_wheel_ships_the_pages_the_gateway_serves(
+    core_wheel: tuple[str, str, list[str]],
+) -> None:
+    # Not .py files: only package data brings them, and the gateway serves them from there.
+    for name in ("index.html", "app.js", "style.css"):
+        assert f"realtime/static/playground/{name}" in core_wheel[2]

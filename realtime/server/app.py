@@ -34,6 +34,7 @@ from realtime.server.lifespan import Lifespan
 from realtime.server.openapi import OPENAPI
 from realtime.server.playground import playground_routes
 from realtime.server.server_api import server_api_routes
+from realtime.server.static import client_routes
 from realtime.server.websocket import WebSocketEndpoint
 from realtime.wire.messages import decode_event
 
@@ -194,6 +195,7 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
     async def openapi(request: Request) -> Response:
         return JSONResponse(OPENAPI)
 
+    websocket = WebSocketEndpoint(node, settings, drain)
     routes = [
         Route("/api/event", post_event, methods=["POST"]),
         Route("/api/history", get_history),
@@ -202,6 +204,9 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
         Route("/healthz", healthz),
         Route("/metrics", get_metrics),
         Route("/readyz", readyz),
+        # A plain GET of /ws: why an upgrade would be refused (the browser client asks).
+        Route("/ws", websocket.upgrade_check, methods=["GET"]),
+        *client_routes(),
         *playground_routes(settings),
     ]
     middleware = [
@@ -223,7 +228,7 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
     http.state.drain = drain
     return RealtimeApp(
         ClosingHttp(http, drain),
-        WebSocketEndpoint(node, settings, drain),
+        websocket,
         Lifespan(node, settings, freeze_gc, drain),
         http.state,
     )

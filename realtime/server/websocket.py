@@ -20,11 +20,12 @@ from collections.abc import Coroutine
 from typing import Any
 
 from starlette.datastructures import Headers, QueryParams
-from starlette.responses import JSONResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from realtime import metrics
-from realtime.auth import Authenticator
+from realtime.auth import Authenticator, Identity
 from realtime.config import Settings
 from realtime.engine.failures import PUBLISH_FAILED
 from realtime.engine.node import Node
@@ -274,11 +275,7 @@ class WebSocketEndpoint:
             return
         headers = Headers(scope=scope)
         try:
-            if self.drain.draining:
-                raise AuthError("this instance is shutting down; try another", 503)
-            self._check_origin(headers)
-            identity = await self.auth.identify(headers, QueryParams(scope["query_string"]))
-            self._check_capacity(identity.user_id)
+            identity = await self.admit(headers, QueryParams(scope["query_string"]))
         except AuthError as exc:
             await self._deny(scope, receive, send, exc)
             return
@@ -354,6 +351,30 @@ class WebSocketEndpoint:
                 self._per_user[user_id] = left
             else:
                 del self._per_user[user_id]
+
+    async def admit(self, headers: Headers, query: QueryParams) -> Identity:
+        """Every check that can refuse an upgrade, in order; :class:`AuthError` says why.
+        Also answers a plain GET of /ws (``upgrade_check``): browsers hide a refused
+        upgrade's status, so the browser client asks this way why its socket failed."""
+        if self.drain.draining:
+            raise AuthError("this instance is shutting down; try another", 503)
+        self._check_origin(headers)
+        identity = await self.auth.identify(headers, query)
+        self._check_capacity(identity.user_id)
+        return identity
+
+    async def upgrade_check(self, request: Request) -> Response:
+        """``GET /ws`` without an upgrade: the status the upgrade would get (426 when it would
+        be accepted), with the same JSON ``error``. Nothing is opened or counted."""
+        try:
+            await self.admit(request.headers, request.query_params)
+        except AuthError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        return JSONResponse(
+            {"error": "this URL takes a WebSocket upgrade (it would be accepted)"},
+            status_code=426,
+            headers={"upgrade": "websocket"},
+        )
 
     def _age(self, peer: DirectConnection | Connection) -> asyncio.TimerHandle | None:
         """WS_MAX_CONNECTION_AGE_SECONDS: close with 1012 after the age, +-10% (as gRPC's

@@ -55,8 +55,9 @@ def test_off_by_default_on_a_secured_gateway(variable: str) -> None:
 
 
 def test_said_outright() -> None:
-    assert make_settings(PLAYGROUND="0").playground is False
-    assert playground_notice(make_settings(PLAYGROUND="0")) == "the playground is off (PLAYGROUND=0)"
+    off = make_settings(PLAYGROUND="0")
+    assert off.playground is False
+    assert playground_notice(off) == "the playground is off (PLAYGROUND=0)"
     on = make_settings(PLAYGROUND="1", API_KEYS=KEY)
     assert playground_notice(on) == "the playground is served at / (PLAYGROUND=1)"
 

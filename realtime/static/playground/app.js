@@ -27,13 +27,9 @@ function initialGateway() {
 }
 
 function initialUser() {
-  // One per tab (sessionStorage is), kept across reloads: two tabs are two users.
-  let user = sessionStorage.getItem("realtime-playground-user");
-  if (!user) {
-    user = "user-" + Math.random().toString(16).slice(2, 6);
-    sessionStorage.setItem("realtime-playground-user", user);
-  }
-  return user;
+  // A new one each time the page loads, so two tabs are two users (sessionStorage would be
+  // copied by "duplicate tab", and two tabs of one user make one member).
+  return "user-" + Math.random().toString(16).slice(2, 6);
 }
 
 /** The gateway's HTTP base URL, from what the user typed (http(s) or ws(s), with /ws or not). */

@@ -204,8 +204,8 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
         Route("/healthz", healthz),
         Route("/metrics", get_metrics),
         Route("/readyz", readyz),
-        # A plain GET of /ws: why an upgrade would be refused (the browser client asks).
-        Route("/ws", websocket.upgrade_check, methods=["GET"]),
+        # /ws without an upgrade: why an upgrade would be refused (the browser client asks).
+        Route("/ws", websocket.upgrade_check, methods=["GET", "POST"]),
         *client_routes(),
         *playground_routes(settings),
     ]

@@ -354,7 +354,7 @@ class WebSocketEndpoint:
 
     async def admit(self, headers: Headers, query: QueryParams) -> Identity:
         """Every check that can refuse an upgrade, in order; :class:`AuthError` says why.
-        Also answers a plain GET of /ws (``upgrade_check``): browsers hide a refused
+        Also answers a plain GET or POST of /ws (``upgrade_check``): browsers hide a refused
         upgrade's status, so the browser client asks this way why its socket failed."""
         if self.drain.draining:
             raise AuthError("this instance is shutting down; try another", 503)
@@ -364,16 +364,21 @@ class WebSocketEndpoint:
         return identity
 
     async def upgrade_check(self, request: Request) -> Response:
-        """``GET /ws`` without an upgrade: the status the upgrade would get (426 when it would
-        be accepted), with the same JSON ``error``. Nothing is opened or counted."""
+        """``GET`` or ``POST /ws`` without an upgrade: the status the upgrade would get (426
+        when it would be accepted), with the same JSON ``error``. Nothing is opened or counted.
+        The browser client POSTs: a browser sends ``Origin`` with a POST even to its own origin,
+        so the origin check sees what the upgrade's saw. Readable from
+        any origin: a page whose origin ``WS_ALLOWED_ORIGINS`` refuses must learn that it is
+        refused (403) to stop retrying, and the answer holds nothing the upgrade's does not."""
+        cors = {"access-control-allow-origin": "*"}
         try:
             await self.admit(request.headers, request.query_params)
         except AuthError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+            return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=cors)
         return JSONResponse(
             {"error": "this URL takes a WebSocket upgrade (it would be accepted)"},
             status_code=426,
-            headers={"upgrade": "websocket"},
+            headers={"upgrade": "websocket", **cors},
         )
 
     def _age(self, peer: DirectConnection | Connection) -> asyncio.TimerHandle | None:

@@ -447,7 +447,7 @@ export class Realtime extends Emitter {
       if (opened) {
         this._emit(
           "error",
-          new RealtimeError(`connection closed (${event.code}${event.reason ? ` ${event.reason}` : ""})`, "closed", {
+          new RealtimeError(`connection lost (${event.code}${event.reason ? ` ${event.reason}` : ""})`, "connection_lost", {
             closeCode: event.code,
             reason: event.reason,
           }),
@@ -461,7 +461,9 @@ export class Realtime extends Emitter {
   }
 
   /** The upgrade failed before opening. Browsers hide the HTTP status of a refused upgrade,
-   * so the gateway answers the same checks on a plain GET of the same URL. */
+   * so the gateway answers the same checks on a plain request to the same URL. A POST: the
+   * browser sends Origin with it even to its own origin (not with a GET), so an origin the
+   * gateway refuses is seen as refused here too. */
   async _refused() {
     const generation = this._generation;
     let status = 0;
@@ -469,7 +471,7 @@ export class Realtime extends Emitter {
     try {
       const url = this._address();
       url.protocol = url.protocol === "wss:" ? "https:" : "http:";
-      const response = await fetch(url.href, { cache: "no-store" });
+      const response = await fetch(url.href, { method: "POST", cache: "no-store" });
       status = response.status;
       try {
         const body = await response.json();
@@ -552,7 +554,8 @@ export class Realtime extends Emitter {
   _sendFrame(frame) {
     const text = JSON.stringify(frame);
     this.ws.send(text);
-    this._emit("frame", frame, "out");
+    // The "frame" event feeds event logs on screen: a token never reaches one.
+    this._emit("frame", frame.token === undefined ? frame : { ...frame, token: "[redacted]" }, "out");
   }
 
   /** Sends frame with a ref; resolves on its ack (or on the `answer` frame type), rejects on

@@ -219,6 +219,9 @@ async def test_the_page_works_opened_from_another_origin(
     await expect(card.locator(".messages li").first).to_have_text(
         'dave: chat {"text":"cross-origin"}', timeout=TIMEOUT
     )
+    # No realtime.js on the static server: the gateway's own was loaded.
+    loaded = await page.evaluate("[...window.playground.clients.keys()]")
+    assert loaded == [f"{keyed_gateway}/client/realtime.js"]
     # POST /api/event and the server API's GETs, cross-origin, with the key.
     await page.fill("#apiKey", KEY)
     await page.click("#httpSend")
@@ -231,3 +234,22 @@ async def test_the_page_works_opened_from_another_origin(
     await page.fill("#apiKey", "")
     await page.click("#inspect")
     await expect(page.locator("#inspectorStatus")).to_contain_text("401: enter an API key")
+
+
+async def test_the_page_of_one_gateway_talks_to_another(browser: Browser, shots: Shots) -> None:
+    async with run_gateway(make_settings()) as serving, run_gateway(make_settings()) as other:
+        page = await open_playground(browser, f"{serving.url}/?gateway={other.url}", "erin")
+        assert await page.locator("#gateway").input_value() == other.url
+        card = await subscribe(page, "room1")
+        assert (serving.node.connections, other.node.connections) == (0, 1)
+        async with httpx.AsyncClient() as http:
+            body = {"channel": "room1", "event": "on-the-other", "payload": {}}
+            assert (await http.post(other.url + "/api/event", json=body)).status_code == 200
+        await expect(card.locator(".messages li").first).to_have_text(
+            "(http) on-the-other {}", timeout=TIMEOUT
+        )
+        # Only code of the page's own server runs in its origin: its realtime.js, not the
+        # other gateway's (a link's ?gateway= must not choose what script runs here).
+        loaded = await page.evaluate("[...window.playground.clients.keys()]")
+        assert loaded == [f"{serving.url}/client/realtime.js"]
+        await shots.take("other-gateway", page)

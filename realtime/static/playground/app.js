@@ -1,6 +1,6 @@
-// The playground: a page over realtime.js. The client is imported from the gateway the page
-// talks to (its /client/realtime.js), so this directory works served from anywhere, and the
-// page always speaks the client version of that gateway.
+// The playground: a page over realtime.js, imported from the gateway that served the page
+// (/client/realtime.js), or, when a plain static server hosts these files, from the gateway the
+// page connects to: this directory works served from anywhere.
 //
 // Everything received is shown with textContent, never parsed as HTML: any user of a channel
 // chooses what its broadcasts and presence meta contain.
@@ -14,7 +14,7 @@ const page = {
   rt: null, // the Realtime instance while connected (or reconnecting)
   cards: new Map(), // channel -> {sub, root}
   inspectTimer: null,
-  clients: new Map(), // gateway base URL -> the imported module
+  clients: new Map(), // realtime.js URL -> the imported module
 };
 
 // ---- settings -----------------------------------------------------------------------------
@@ -52,17 +52,27 @@ function gatewayBase() {
 }
 
 async function loadClient(base) {
-  if (!page.clients.has(base)) {
-    try {
-      page.clients.set(base, await import(base + "/client/realtime.js"));
-    } catch (err) {
-      throw new Error(
-        `could not load ${base}/client/realtime.js (is the gateway up, and is this page's origin ` +
-          `${location.origin} in its CORS_ALLOWED_ORIGINS?): ${err.message}`,
-      );
+  // The client of this page's own server first (served by a gateway, it is there): only code
+  // from where the page came from runs in its origin, whatever gateway it is pointed at.
+  // Hosted on a plain static server, there is none: then the gateway's own client, as the
+  // gateway the user connects to is code the user chose to trust.
+  const own = new URL("../client/realtime.js", location.href).href;
+  const failures = [];
+  for (const url of [own, base + "/client/realtime.js"]) {
+    if (!page.clients.has(url)) {
+      try {
+        page.clients.set(url, await import(url));
+      } catch (err) {
+        failures.push(`${url}: ${err.message}`);
+        continue;
+      }
     }
+    return page.clients.get(url);
   }
-  return page.clients.get(base);
+  throw new Error(
+    `could not load realtime.js (is the gateway up, and is this page's origin ` +
+      `${location.origin} in its CORS_ALLOWED_ORIGINS?): ${failures.join("; ")}`,
+  );
 }
 
 function parseJson(text, what) {

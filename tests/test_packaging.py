@@ -58,6 +58,11 @@ def test_the_core_wheel_holds_exactly_the_package_in_the_tree(
     assert sorted(packed) == sorted(set(tracked))
 
 
+def test_the_core_wheel_ships_the_browser_client(core_wheel: tuple[str, str, list[str]]) -> None:
+    # GET /client/realtime.js reads it from the installed package (package data).
+    assert "realtime/static/client/realtime.js" in core_wheel[2]
+
+
 @pytest.mark.parametrize("name", ["kafka", "rabbitmq"])
 def test_extra_names_the_plugin_that_registers_the_broker(
     core: str, name: str, tmp_path: Path

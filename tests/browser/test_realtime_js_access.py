@@ -11,6 +11,7 @@ import jwt
 import pytest
 from playwright.async_api import Browser
 
+from realtime.config import Settings
 from realtime.testing.browser import Shots
 from realtime.testing.gateway import make_settings, run_gateway
 from tests.browser.client_page import open_client, open_failing
@@ -25,7 +26,7 @@ def token(user: str, lifetime: float) -> str:
     return jwt.encode(claims, SECRET, algorithm="HS256")
 
 
-def jwt_settings(grace: str = "1"):  # type: ignore[no-untyped-def]
+def jwt_settings(grace: str = "1") -> Settings:
     return make_settings(JWT_SECRET=SECRET, CHANNEL_POLICY="open", JWT_EXPIRY_GRACE_SECONDS=grace)
 
 

@@ -4,11 +4,14 @@
 // docs/protocol.md.
 
 const STATES = new Set(["connecting", "connected", "reconnecting", "closed"]);
-// Close codes after which reconnecting is pointless: none. 4001 (token expired) reconnects
-// with a fresh token, 1012 (restart, maximum age), 1006 (dropped), 1011, 4008 (slow consumer)
-// and 4029 (rate limited) reconnect after the backoff. Only a refused upgrade (401/403/400)
-// or close() stops.
+// A refused upgrade with one of these statuses stops the client: retrying cannot help.
 const REFUSED = new Set([400, 401, 403]);
+// Close codes of the application range (4000-4999) the gateway uses for itself: reconnect
+// (4001 with a fresh token first). Any other one there comes from the server API's
+// POST /api/disconnect (default 4000): the application meant to disconnect this user, so the
+// client stops instead of coming straight back. Every other close (1012 restart or maximum
+// age, 1006 dropped, 1011 ping timeout, ...) reconnects after the backoff.
+const RECONNECT_APP_CODES = new Set([4001, 4008, 4029]);
 // A connection that stayed up this long resets the backoff: one that opens and is closed at
 // once (4029 again and again) keeps backing off instead of looping.
 const STABLE_MS = 5000;
@@ -111,7 +114,9 @@ export class Subscription extends Emitter {
     this._trackWaiters = [];
     this._chunks = null;
     this._resyncTimer = null;
+    this._resyncing = false;
     this._replayExpected = false;
+    this._replayTarget = null;
   }
 
   /** Publishes a broadcast; resolves with the ack (offset and epoch on a history channel). */
@@ -197,6 +202,8 @@ export class Subscription extends Emitter {
   _restore() {
     const frame = { type: "subscribe", channel: this.channel, listen: this.listen };
     this._replayExpected = false;
+    this._replayTarget = null;
+    this._resyncing = false;
     if (this.listen.includes("broadcast")) {
       if (this.recover && this.position) {
         frame.since = { offset: this.position.offset, epoch: this.position.epoch };
@@ -211,7 +218,12 @@ export class Subscription extends Emitter {
     }
     this.client
       ._request(frame)
-      .then(() => this._ready.resolve(this))
+      .then(() => {
+        // A replay of the last N that turned out empty leaves no broadcast to take the
+        // position from: take the gateway's (the ack follows the replay).
+        if (!this.position && this._replayTarget) this.position = this._replayTarget;
+        this._ready.resolve(this);
+      })
       .catch((err) => {
         if (err.code === "disconnected") return; // the next connection subscribes again
         this._ready.reject(err);
@@ -235,10 +247,15 @@ export class Subscription extends Emitter {
   /** A fresh presence_sync after a seq gap: subscribe again with the same listen (no since:
    * the subscription stays live, so broadcasts have no gap). */
   _resync() {
-    if (!this.active || !this.client._open || this._resyncTimer) return;
+    if (!this.active || !this.client._open || this._resyncTimer || this._resyncing) return;
+    this._resyncing = true;
     this.client
       ._request({ type: "subscribe", channel: this.channel, listen: this.listen })
+      .then(() => {
+        this._resyncing = false;
+      })
       .catch((err) => {
+        this._resyncing = false;
         if (err.code === "rate_limited" && this.active) {
           this._resyncTimer = setTimeout(() => {
             this._resyncTimer = null;
@@ -264,6 +281,8 @@ export class Subscription extends Emitter {
       // The replay that follows moves the position on, broadcast by broadcast.
     } else if (!this._replayExpected || frame.recovered === false) {
       this.position = { offset: frame.offset, epoch: frame.epoch };
+    } else {
+      this._replayTarget = { offset: frame.offset, epoch: frame.epoch };
     }
     if (frame.recovered !== undefined) this._emit("recovered", info);
   }
@@ -427,6 +446,7 @@ export class Realtime extends Emitter {
     ws.onopen = () => {
       opened = true;
       this._open = true;
+      this._retriedToken = false;
       this._stableTimer = setTimeout(() => {
         this._attempt = 0;
       }, STABLE_MS);
@@ -445,14 +465,15 @@ export class Realtime extends Emitter {
       this._lost();
       if (!this._wanted) return;
       if (opened) {
-        this._emit(
-          "error",
-          new RealtimeError(`connection lost (${event.code}${event.reason ? ` ${event.reason}` : ""})`, "connection_lost", {
-            closeCode: event.code,
-            reason: event.reason,
-          }),
-        );
-        if (event.code === 4001) this._attempt = Math.max(this._attempt, 1); // fetch a new token first
+        const why = `(${event.code}${event.reason ? ` ${event.reason}` : ""})`;
+        const extra = { closeCode: event.code, reason: event.reason };
+        if (event.code >= 4000 && event.code <= 4999 && !RECONNECT_APP_CODES.has(event.code)) {
+          this._wanted = false;
+          this._emit("error", new RealtimeError(`disconnected by the server ${why}`, "disconnected_by_server", extra));
+          this._setState("closed");
+          return;
+        }
+        this._emit("error", new RealtimeError(`connection lost ${why}`, "connection_lost", extra));
         this._retry(event.code);
       } else {
         this._refused();

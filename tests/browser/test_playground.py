@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
 from playwright.async_api import Browser, Locator, Page, expect
 
@@ -24,6 +26,7 @@ pytestmark = pytest.mark.integration
 
 TIMEOUT = 10_000  # ms, for each thing the page should come to show
 KEY = "k" * 32
+SECRET = "a-test-secret-that-is-long-enough-for-hs256"
 
 
 async def open_playground(browser: Browser, url: str, user: str) -> Page:
@@ -76,6 +79,12 @@ async def test_two_tabs_talk_and_see_each_other(browser: Browser, shots: Shots) 
             '{"name":"Alice"}'
         )
         await shots.take("joined", a, b)
+        # Update: the other tab sees the new meta.
+        await card_a.locator(".meta").fill('{"name": "Alice", "mood": "busy"}')
+        await card_a.locator(".update").click()
+        await expect(card_b.locator(".members li[data-user='alice']")).to_contain_text(
+            '{"name":"Alice","mood":"busy"}', timeout=TIMEOUT
+        )
 
         await send(card_a, "chat", '{"text": "hello from alice"}')
         await expect(card_b.locator(".messages li").first).to_have_text(
@@ -253,3 +262,28 @@ async def test_the_page_of_one_gateway_talks_to_another(browser: Browser, shots:
         loaded = await page.evaluate("[...window.playground.clients.keys()]")
         assert loaded == [f"{serving.url}/client/realtime.js"]
         await shots.take("other-gateway", page)
+
+
+async def test_a_jwt_instead_of_a_user_id(browser: Browser, shots: Shots) -> None:
+    settings = make_settings(JWT_SECRET=SECRET, PLAYGROUND="1")
+    claims = {"sub": "frank", "exp": int(time.time()) + 600, "channels": {"room*": ["*"]}}
+    async with run_gateway(settings) as gw:
+        page = await browser.new_page()
+        await page.goto(gw.url + "/")
+        # A token the gateway refuses: the page says why, and stays disconnected.
+        await page.fill("#token", jwt.encode(claims, "another-secret-that-is-also-long-enough"))
+        await page.click("#connect")
+        await expect(page.locator("#connectError")).to_contain_text("401", timeout=TIMEOUT)
+        await expect(page.locator("#state")).to_have_text("closed")
+        await shots.take("refused", page)
+        await page.fill("#token", jwt.encode(claims, SECRET))
+        await page.click("#connect")
+        await expect(page.locator("#state")).to_have_text("connected", timeout=TIMEOUT)
+        card = await subscribe(page, "room1")
+        await join(card, '{"name": "Frank"}')
+        # The user id is the token's, whatever the user id field says.
+        await expect(members(card)).to_have_attribute("data-user", "frank", timeout=TIMEOUT)
+        # The token is never shown in the event log.
+        assert claims["sub"] in await page.locator("#log").inner_text()
+        assert jwt.encode(claims, SECRET)[:20] not in await page.locator("#log").inner_text()
+        await shots.take("connected-with-a-token", page)

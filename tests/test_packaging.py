@@ -58,10 +58,11 @@ def test_the_core_wheel_holds_exactly_the_package_in_the_tree(
     assert sorted(packed) == sorted(set(tracked))
 
 
-def test_the_core_wheel_ships_the_browser_client(tmp_path: Path) -> None:
-    # GET /client/realtime.js reads it from the installed package (package data). Built from
-    # a copy of the tracked files: in a working tree, the egg-info an editable install left
-    # lists the file and setuptools ships it even without the package-data setting.
+@pytest.fixture(scope="module")
+def clean_wheel(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The names in a core wheel built from a copy of the tracked files, as a fresh clone has
+    them: in a working tree, the egg-info an editable install left lists every file and
+    setuptools ships them even without the package-data setting."""
     tracked = subprocess.run(
         ["git", "ls-files", "pyproject.toml", "README.md", "realtime"],
         cwd=ROOT,
@@ -69,12 +70,22 @@ def test_the_core_wheel_ships_the_browser_client(tmp_path: Path) -> None:
         text=True,
         check=True,
     ).stdout.split()
-    source = tmp_path / "src"
+    source = tmp_path_factory.mktemp("clean") / "src"
     for name in tracked:
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ROOT / name, source / name)
-    names = wheel_metadata(source, tmp_path / "out")[2]
-    assert "realtime/static/client/realtime.js" in names
+    return wheel_metadata(source, tmp_path_factory.mktemp("clean-out"))[2]
+
+
+def test_the_core_wheel_ships_the_browser_client(clean_wheel: list[str]) -> None:
+    # GET /client/realtime.js reads it from the installed package (package data).
+    assert "realtime/static/client/realtime.js" in clean_wheel
+
+
+def test_the_core_wheel_ships_the_playground(clean_wheel: list[str]) -> None:
+    # The gateway serves /playground/ from the installed package (package data).
+    for name in ("index.html", "app.js", "style.css"):
+        assert f"realtime/static/playground/{name}" in clean_wheel
 
 
 @pytest.mark.parametrize("name", ["kafka", "rabbitmq"])
@@ -88,26 +99,3 @@ def test_extra_names_the_plugin_that_registers_the_broker(
     assert "Requires-Dist: realtime-mq" in metadata
     assert "[realtime.brokers]" in entry_points
     assert f"{name} = " in entry_points
-
-
-def test_the_core_wheel_ships_the_pages_the_gateway_serves(tmp_path: Path) -> None:
-    # Not .py files: only package data brings them. Built from a copy of the files git knows
-    # (as a fresh clone has them): in a working tree, the editable install's
-    # realtime_mq.egg-info/SOURCES.txt lists them and would bring them without package data.
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    source = tmp_path / "src"
-    for name in files:
-        skip = name.startswith(("tests/", "plugins/", "bench/", "docs/"))
-        if skip or not (ROOT / name).is_file():
-            continue
-        (source / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, source / name)
-    names = wheel_metadata(source, tmp_path / "wheel")[2]
-    for name in ("index.html", "app.js", "style.css"):
-        assert f"realtime/static/playground/{name}" in names

@@ -116,6 +116,7 @@ def app_factory() -> RealtimeApp:
 
 def serve(settings: Settings, workers: int = 1) -> None:
     from realtime.server import logs
+    from realtime.server.playground import playground_notice
 
     logs.configure(settings.log_level, settings.log_format)
     log.info(
@@ -128,6 +129,7 @@ def serve(settings: Settings, workers: int = 1) -> None:
     # What is left open comes first and loudly; then where we are safer than the seed.
     for warning in security_warnings(settings):
         log.warning("%s", warning)
+    log.info("%s", playground_notice(settings))
     log.info(
         "/api/event bodies over %d bytes get 413 (HTTP_MAX_BODY_BYTES; the seed had no cap:"
         " BROADCAST_MAX_MESSAGE_BYTES raises the broker's limit and this cap with it)",

@@ -64,10 +64,11 @@ def test_the_core_wheel_ships_the_typed_client(core_wheel: tuple[str, str, list[
     assert "realtime/py.typed" in core_wheel[2]
 
 
-def test_the_core_wheel_ships_the_browser_client(tmp_path: Path) -> None:
-    # GET /client/realtime.js reads it from the installed package (package data). Built from
-    # a copy of the tracked files: in a working tree, the egg-info an editable install left
-    # lists the file and setuptools ships it even without the package-data setting.
+@pytest.fixture(scope="module")
+def clean_wheel(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The names in a core wheel built from a copy of the tracked files, as a fresh clone has
+    them: in a working tree, the egg-info an editable install left lists every file and
+    setuptools ships them even without the package-data setting."""
     tracked = subprocess.run(
         ["git", "ls-files", "pyproject.toml", "README.md", "realtime"],
         cwd=ROOT,
@@ -75,12 +76,22 @@ def test_the_core_wheel_ships_the_browser_client(tmp_path: Path) -> None:
         text=True,
         check=True,
     ).stdout.split()
-    source = tmp_path / "src"
+    source = tmp_path_factory.mktemp("clean") / "src"
     for name in tracked:
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ROOT / name, source / name)
-    names = wheel_metadata(source, tmp_path / "out")[2]
-    assert "realtime/static/client/realtime.js" in names
+    return wheel_metadata(source, tmp_path_factory.mktemp("clean-out"))[2]
+
+
+def test_the_core_wheel_ships_the_browser_client(clean_wheel: list[str]) -> None:
+    # GET /client/realtime.js reads it from the installed package (package data).
+    assert "realtime/static/client/realtime.js" in clean_wheel
+
+
+def test_the_core_wheel_ships_the_playground(clean_wheel: list[str]) -> None:
+    # The gateway serves /playground/ from the installed package (package data).
+    for name in ("index.html", "app.js", "style.css"):
+        assert f"realtime/static/playground/{name}" in clean_wheel
 
 
 @pytest.mark.parametrize("name", ["kafka", "rabbitmq"])

@@ -45,6 +45,7 @@ __all__ = [
     "check_redis_url",
     "describe",
     "load_settings",
+    "playground_off_by",
     "redis_url_from_parts",
 ]
 
@@ -88,6 +89,7 @@ class Settings:
     log_level: str
     log_format: str
     metrics: str
+    playground: bool
     ws_ping_interval: float | None
     ws_ping_timeout: float | None
     ws_max_frame_bytes: int
@@ -197,6 +199,7 @@ def load_settings(
         log_level=choice("LOG_LEVEL", env.value("LOG_LEVEL").lower(), LOG_LEVELS),
         log_format=choice("LOG_FORMAT", env.value("LOG_FORMAT").lower(), LOG_FORMATS),
         metrics=choice("METRICS", env.value("METRICS").lower(), METRICS_MODES),
+        playground=playground_on(env),
         ws_ping_interval=ping_interval or None,
         ws_ping_timeout=ping_timeout or None,
         ws_max_frame_bytes=parse(
@@ -292,6 +295,25 @@ def load_settings(
         idempotency_window=bounded(env, "IDEMPOTENCY_WINDOW_SECONDS", 1, 86400),
         env=merged,
     )
+
+
+def playground_on(env: Env) -> bool:
+    """PLAYGROUND when set; else on, unless the gateway is secured (a JWT key or API keys):
+    such a deployment faces users, who have no use for a test page on it."""
+    given = env.given("PLAYGROUND")
+    if given is not None:
+        return flag("PLAYGROUND", given)
+    return not any(env.given(name) for name in PLAYGROUND_OFF_WHEN)
+
+
+# Any of these set turns the playground's default off (realtime/server/playground.py says so).
+PLAYGROUND_OFF_WHEN = ("JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_JWKS_URL", "API_KEYS")
+
+
+def playground_off_by(environ: Mapping[str, str]) -> str:
+    """The variables that turned the playground's default off, for the start-up line."""
+    env = Env(environ)
+    return ", ".join(name for name in PLAYGROUND_OFF_WHEN if env.given(name))
 
 
 def trusted_proxies(env: Env) -> tuple[str, ...]:

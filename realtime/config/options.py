@@ -86,6 +86,14 @@ OPTIONS: tuple[Option, ...] = (
         "local",
         "GET /metrics: local (loopback clients, or any API key) | open | off",
     ),
+    # A page anyone who reaches the port can open: harmless on a development gateway, noise
+    # (and a hint of what runs here) on a production one, which is the one with keys set.
+    Option(
+        "PLAYGROUND",
+        None,
+        "1: serve the playground page at /; 0: off (default: on, off when a JWT key or"
+        " API_KEYS is set)",
+    ),
     Option("WS_PING_INTERVAL_SECONDS", "20", "seconds between WebSocket pings; 0 disables"),
     Option("WS_PING_TIMEOUT_SECONDS", "20", "seconds to wait for a pong before closing"),
     Option(

@@ -32,6 +32,7 @@ from realtime.server.history_api import read_history
 from realtime.server.keys import key_or_refusal
 from realtime.server.lifespan import Lifespan
 from realtime.server.openapi import OPENAPI
+from realtime.server.playground import playground_routes
 from realtime.server.server_api import server_api_routes
 from realtime.server.static import client_routes
 from realtime.server.websocket import WebSocketEndpoint
@@ -206,13 +207,19 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
         # /ws without an upgrade: why an upgrade would be refused (the browser client asks).
         Route("/ws", websocket.upgrade_check, methods=["GET", "POST"]),
         *client_routes(),
+        *playground_routes(settings),
     ]
     middleware = [
         Middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
-            allow_methods=["POST", "OPTIONS"],
+            # GET too: the playground opened from another origin reads the server API with an
+            # API key header, which a browser sends only after a preflight. No CSRF risk: a
+            # GET changes nothing, and the key is the caller's own, never sent by the browser
+            # unasked. No credentials: cookies stay out (allow_credentials is False).
+            allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["*"],
+            allow_credentials=False,
         )
     ]
     http = Starlette(routes=routes, middleware=middleware)

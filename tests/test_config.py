@@ -111,3 +111,11 @@ def test_an_unset_option_reads_as_its_documented_default(option: Option) -> None
     unset = load_settings(base, env_file=None)
     explicit = load_settings({**base, option.name: option.default or ""}, env_file=None)
     assert explicit.__dict__ | {"env": {}} == unset.__dict__ | {"env": {}}
+
+
+def test_every_option_is_in_the_readme_settings_table() -> None:
+    # README's Configuration section is where users look: a setting missing there is hidden.
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    missing = [o.name for o in OPTIONS if f"`{o.name}`" not in section]
+    assert missing == []

@@ -182,7 +182,11 @@ def create_app(settings: Settings, freeze_gc: bool = False) -> RealtimeApp:
     async def get_metrics(request: Request) -> Response:
         if settings.metrics == "off":
             return error(404, "metrics are off (METRICS=off)")
-        if settings.metrics == "local" and not _loopback(request):
+        # A browser on this host is on loopback too: a page of any site could read the
+        # metrics through it (CORS allows every origin by default). Browsers always send
+        # Origin on a cross-origin request and scrapers never do, so one with Origin needs a key.
+        local = _loopback(request) and "origin" not in request.headers
+        if settings.metrics == "local" and not local:
             presented = presented_key(request.headers)
             if not api_keys or presented is None or find_key(api_keys, presented) is None:
                 # The same answer with or without keys configured: says nothing about them.

@@ -273,6 +273,10 @@ async def test_metrics_answer_loopback_and_refuse_others_by_default() -> None:
         refused = await http.get("/metrics", headers=FORWARDED)
         assert refused.status_code == 403
         assert "METRICS" in refused.json()["error"]
+        # A page of another site, fetched through a browser on this host: loopback, but not
+        # a scraper.
+        from_a_page = await http.get("/metrics", headers={"Origin": "https://evil.example"})
+        assert from_a_page.status_code == 403
 
 
 async def test_an_api_key_opens_metrics_to_a_remote_scraper() -> None:

@@ -385,8 +385,17 @@ def parse_peers(spec: str) -> list[str]:
     return list(dict.fromkeys(peers))
 
 
-def select_cases(scenarios: Sequence[str]) -> list[Case]:
-    return [c for c in CASES if c.scenario in scenarios]
+def select_cases(scenarios: Sequence[str], keys: str | None = None) -> list[Case]:
+    """The table's rows of those scenarios, and of those keys when given."""
+    chosen = [c for c in CASES if c.scenario in scenarios]
+    if keys:
+        wanted = [k.strip() for k in keys.split(",") if k.strip()]
+        if bad := [k for k in wanted if k not in {c.key for c in CASES}]:
+            raise SystemExit(
+                f"bench: unknown case(s) {bad}; choose from {', '.join(c.key for c in CASES)}"
+            )
+        chosen = [c for c in chosen if c.key in wanted]
+    return chosen
 
 
 def build_peers(peers: Sequence[str], seed_source: Path | None) -> dict[str, Path]:
@@ -394,9 +403,7 @@ def build_peers(peers: Sequence[str], seed_source: Path | None) -> dict[str, Pat
     built: dict[str, Path] = {}
     for peer in peers:
         try:
-            built[peer] = (
-                centrifugo_binary() if peer == "centrifugo" else seed_binary(seed_source)
-            )
+            built[peer] = centrifugo_binary() if peer == "centrifugo" else seed_binary(seed_source)
         except Skip as e:
             print(f"bench: skipping {peer}: {e}", file=sys.stderr)
     return built
@@ -422,9 +429,9 @@ def main(args: argparse.Namespace) -> int:
     given = [s.strip().upper() for s in args.scenarios.split(",") if s.strip()]
     # F3 is not one of the table's rows; the default runs F1, F2 and C1.
     scenarios = ["F1", "F2", "C1"] if args.scenarios == ",".join(run.SCENARIOS) else given
-    selected = select_cases(scenarios)
+    selected = select_cases(scenarios, args.cases)
     if not selected:
-        sys.exit("bench: --peers runs F1, F2 and C1; choose among those with --scenarios")
+        sys.exit("bench: --peers runs F1, F2 and C1; choose among those with --scenarios/--cases")
     q = args.quick
     if not args.no_build:
         run.build_loadgen()
@@ -452,9 +459,7 @@ def main(args: argparse.Namespace) -> int:
         "cases": {},
     }
     with contextlib.ExitStack() as stack:
-        redis_url = stack.enter_context(
-            _redis(args, any(c.broker == "redis" for c in selected))
-        )
+        redis_url = stack.enter_context(_redis(args, any(c.broker == "redis" for c in selected)))
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-peers-")))
         runnable = [c for c in selected if c.broker == "memory" or redis_url]
         # One set of servers per target and broker; each scenario run starts them afresh.
@@ -465,8 +470,8 @@ def main(args: argparse.Namespace) -> int:
             for peer, exe in built.items():
                 if any(serves(peer, c) for c in runnable if c.broker == broker):
                     proto = "centrifugo" if peer == "centrifugo" else "realtime"
-                    srv, path = peer_server(peer, exe, url, args.server_cpu, workdir)
-                    servers[(peer, broker)] = ([srv], url_args(srv, path, proto))
+                    one, path = peer_server(peer, exe, url, args.server_cpu, workdir)
+                    servers[(peer, broker)] = ([one], url_args(one, path, proto))
         report["settings"] = {
             "scenarios": scenarios,
             "repeat": args.repeat,

@@ -724,6 +724,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "#14's table, same run, and print realtime/best peer (bench/peers.py)",
     )
     p.add_argument(
+        "--cases",
+        help="--peers: comma-separated rows of the table to run (keys in bench/peers.py CASES)",
+    )
+    p.add_argument(
         "--seed-source",
         type=Path,
         help="--peers seed: the seed's source tree or git directory (default: clone it)",

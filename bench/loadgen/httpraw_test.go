@@ -117,10 +117,24 @@ func TestPipePublisherSendsAheadOfAnswers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.close()
-	for i := 0; i < 16; i++ {
-		if err := p.send("room", "m", []byte(`{}`)); err != nil {
+	sent := make(chan error, 1)
+	go func() {
+		for i := 0; i < 16; i++ {
+			if err := p.send("room", "m", []byte(`{}`)); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+	select {
+	case err := <-sent:
+		if err != nil {
 			t.Fatal(err)
 		}
+	case <-time.After(5 * time.Second):
+		close(gated.gate)
+		t.Fatal("a send waited for an answer: the publisher does not pipeline")
 	}
 	if gated.count() != 0 || len(p.slots) != 16 {
 		t.Fatalf("%d answered, %d in flight before the gate opened", gated.count(), len(p.slots))

@@ -153,9 +153,9 @@ def _build(cmd: list[str], cwd: Path | None, env: dict[str, str], what: str) -> 
         raise Skip(f"building {what} failed: {' / '.join(tail)}")
 
 
-def centrifugo_binary(cache: Path = CACHE) -> Path:
+def centrifugo_binary(cache: Path | None = None) -> Path:
     """Centrifugo at the pinned version, built once with `go install` and cached."""
-    out = cache / f"centrifugo-{CENTRIFUGO_VERSION}"
+    out = (cache or CACHE) / f"centrifugo-{CENTRIFUGO_VERSION}"
     exe = out / "centrifugo"
     if exe.exists():
         return exe
@@ -192,7 +192,7 @@ def _tree_digest(path: Path) -> str:
     return h.hexdigest()[:12]
 
 
-def seed_binary(source: Path | None, cache: Path = CACHE) -> Path:
+def seed_binary(source: Path | None, cache: Path | None = None) -> Path:
     """The Go seed built from its source: a git directory (its HEAD is archived), a source
     tree, or, with no source given, a shallow clone of SEED_REPO."""
     go = _go()
@@ -226,7 +226,7 @@ def seed_binary(source: Path | None, cache: Path = CACHE) -> Path:
             key = rev[:12]
         else:
             key = _tree_digest(source)
-        exe = cache / f"seed-{key}" / "seed"
+        exe = (cache or CACHE) / f"seed-{key}" / "seed"
         if exe.exists():
             return exe
         if kind == "git":
@@ -265,7 +265,7 @@ def centrifugo_config(port: int, redis_url: str | None) -> dict[str, Any]:
         },
     }
     if redis_url:
-        cfg["engine"] = {"type": "redis", "redis": {"address": redis_url}}
+        cfg["engine"] = {"type": "redis", "redis": {"address": [redis_url]}}
     return cfg
 
 

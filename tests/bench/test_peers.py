@@ -59,7 +59,7 @@ def test_centrifugo_config_is_open_for_the_benchmark_only() -> None:
     assert ns["allow_publish_for_client"] is True
     assert "engine" not in cfg  # memory
     redis = peers.centrifugo_config(8123, "redis://127.0.0.1:6400/0")
-    assert redis["engine"] == {"type": "redis", "redis": {"address": "redis://127.0.0.1:6400/0"}}
+    assert redis["engine"] == {"type": "redis", "redis": {"address": ["redis://127.0.0.1:6400/0"]}}
 
 
 def test_peer_servers_are_pinned_with_one_go_thread(tmp_path: Path) -> None:
@@ -128,7 +128,7 @@ def test_a_failed_build_is_a_skip_naming_the_error(tmp_path: Path) -> None:
     (tree / "cmd" / "server" / "main.go").write_text("package main\nfunc main() { nope }\n")
     if peers.shutil.which("go") is None:
         pytest.skip("no Go toolchain")
-    with pytest.raises(peers.Skip, match="building the Go seed failed: .*nope"):
+    with pytest.raises(peers.Skip, match=r"building the Go seed failed: .*nope"):
         peers.seed_binary(tree, tmp_path / "cache")
 
 

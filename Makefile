@@ -75,6 +75,15 @@ dist: install
 bench: install
 	$(PY) -m bench $(BENCH_ARGS)
 
+# The same scenarios against Centrifugo and the Go seed in the same run (bench/peers.py):
+# `make bench-peers SEED_SOURCE=path/to/seed` (its source tree or git directory; without it
+# the seed is cloned). Centrifugo is built once into bench/.peers/; a peer that cannot be
+# built is skipped with a message.
+.PHONY: bench-peers
+PEERS ?= centrifugo,seed
+bench-peers: install
+	$(PY) -m bench --peers $(PEERS) $(if $(SEED_SOURCE),--seed-source $(SEED_SOURCE)) $(BENCH_ARGS)
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -719,6 +719,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--no-build", action="store_true", help="use the existing loadgen binary")
     p.add_argument("--out", type=Path, help="result file (default bench/results/<timestamp>.json)")
     p.add_argument(
+        "--peers",
+        help="also run Centrifugo and/or the Go seed ('centrifugo,seed') on the rows of issue "
+        "#14's table, same run, and print realtime/best peer (bench/peers.py)",
+    )
+    p.add_argument(
+        "--cases",
+        help="--peers: comma-separated rows of the table to run (keys in bench/peers.py CASES)",
+    )
+    p.add_argument(
+        "--seed-source",
+        type=Path,
+        help="--peers seed: the seed's source tree or git directory (default: clone it)",
+    )
+    p.add_argument(
         "--loadgen-arg",
         action="append",
         default=[],
@@ -729,6 +743,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.peers:
+        from bench import peers  # the peers' runner builds on this module
+
+        return peers.main(args)
     targets = args.target or list(TARGETS)
     scenarios = [s.strip().upper() for s in args.scenarios.split(",") if s.strip()]
     if bad := [s for s in scenarios if s not in SCENARIOS]:

@@ -34,6 +34,7 @@ type stats struct {
 	warmOwn     atomic.Int64 // subscribers that saw a warm-up on their own channel
 	measuring   atomic.Bool  // stop counting once the run is over
 	checkOrder  bool
+	pong        bool // Centrifugo: answer its "{}" pings
 	// Deliveries per sequence number, to name the broadcasts that went missing.
 	perSeq  []atomic.Int32
 	lastErr atomic.Value
@@ -61,23 +62,6 @@ func wsURL(base, userID string) string {
 		sep = "&"
 	}
 	return base + sep + "user_id=" + url.QueryEscape(userID)
-}
-
-// httpEventURL turns ws://host:port/ws into http://host:port/api/event.
-func httpEventURL(ws string) (string, error) {
-	u, err := url.Parse(ws)
-	if err != nil {
-		return "", err
-	}
-	switch u.Scheme {
-	case "ws":
-		u.Scheme = "http"
-	case "wss":
-		u.Scheme = "https"
-	}
-	u.Path = "/api/event"
-	u.RawQuery = ""
-	return u.String(), nil
 }
 
 func newDialer(readBuf int) *websocket.Dialer {
@@ -168,8 +152,8 @@ func connectOne(d *websocket.Dialer, cfg *config, r *reactor, i int, channels []
 		_ = syscall.Close(fd)
 		return nil, err
 	}
-	for _, ch := range channels {
-		if err := s.writeFrame(0x1, subscribeFrame(ch)); err != nil {
+	for _, f := range subscribeFrames(cfg.proto, channels) {
+		if err := s.writeFrame(0x1, f); err != nil {
 			r.remove(s, false)
 			return nil, fmt.Errorf("subscribe: %w", err)
 		}
@@ -207,6 +191,10 @@ func (s *sub) handle(frame []byte, now int64, st *stats) {
 	})
 	if n > 0 {
 		st.lastRecvNs.Store(now)
+		return
+	}
+	if st.pong && isCentrifugoPing(frame) {
+		_ = s.writeFrame(0x1, pingFrame)
 		return
 	}
 	switch {

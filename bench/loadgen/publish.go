@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -14,15 +15,21 @@ import (
 )
 
 // publisher sends one broadcast at a time; send blocks until the transport
-// takes it (TCP backpressure for WebSocket, the response for HTTP).
+// takes it (TCP backpressure for WebSocket, the response for HTTP, a free
+// connection or pipeline slot for the HTTP pool and pipeline).
 type publisher interface {
 	send(channel, event string, payload []byte) error
+	// errorCount is how many publishes the server refused (error frames or answers).
+	errorCount() uint64
 	close()
 }
 
 type wsPublisher struct {
 	conn   *websocket.Conn
+	proto  string
+	id     uint64
 	buf    []byte
+	mu     sync.Mutex // the send loop and the pong of the reader goroutine both write
 	errors *atomic.Uint64
 }
 
@@ -34,9 +41,15 @@ func newWSPublisher(cfg *config, st *stats) (*wsPublisher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("publisher dial: %w", err)
 	}
-	p := &wsPublisher{conn: c, errors: new(atomic.Uint64)}
+	p := &wsPublisher{conn: c, proto: cfg.proto, id: 1, errors: new(atomic.Uint64)}
+	if cfg.proto == protoCentrifugo {
+		if err := c.WriteMessage(websocket.TextMessage, subscribeFrames(cfg.proto, nil)[0]); err != nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("publisher connect: %w", err)
+		}
+	}
 	// Drain whatever the gateway sends the publisher (error frames, control
-	// frames) so its pings are answered and its buffers do not fill.
+	// frames, Centrifugo's replies) so its pings are answered and its buffers do not fill.
 	go func() {
 		for {
 			_, r, err := c.NextReader()
@@ -48,40 +61,55 @@ func newWSPublisher(cfg *config, st *stats) (*wsPublisher, error) {
 				p.errors.Add(1)
 				st.lastErr.Store("publisher got: " + string(b))
 			}
+			if cfg.proto == protoCentrifugo && isCentrifugoPing(b) {
+				p.mu.Lock()
+				_ = c.WriteMessage(websocket.TextMessage, pingFrame)
+				p.mu.Unlock()
+			}
 		}
 	}()
 	return p, nil
 }
 
 func (p *wsPublisher) send(channel, event string, payload []byte) error {
-	b := appendEvent(p.buf[:0], `{"type":"broadcast","channel":`, channel, event, payload)
+	p.id++
+	b := wsPublishFrame(p.buf[:0], p.proto, p.id, channel, event, payload)
 	p.buf = b
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	_ = p.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
 	return p.conn.WriteMessage(websocket.TextMessage, b)
 }
+
+func (p *wsPublisher) errorCount() uint64 { return p.errors.Load() }
 
 func (p *wsPublisher) close() { _ = p.conn.Close() }
 
 type httpPublisher struct {
 	url    string
+	proto  string
 	client *http.Client
 	buf    []byte
 }
 
+func publishURL(cfg *config) (string, error) {
+	if cfg.httpURL != "" {
+		return cfg.httpURL, nil
+	}
+	return httpPublishURL(cfg.pubURL, cfg.proto)
+}
+
 func newHTTPPublisher(cfg *config) (*httpPublisher, error) {
-	u := cfg.httpURL
-	if u == "" {
-		var err error
-		if u, err = httpEventURL(cfg.pubURL); err != nil {
-			return nil, err
-		}
+	u, err := publishURL(cfg)
+	if err != nil {
+		return nil, err
 	}
 	tr := &http.Transport{MaxIdleConnsPerHost: 4, DisableCompression: true}
-	return &httpPublisher{url: u, client: &http.Client{Transport: tr, Timeout: 30 * time.Second}}, nil
+	return &httpPublisher{url: u, proto: cfg.proto, client: &http.Client{Transport: tr, Timeout: 30 * time.Second}}, nil
 }
 
 func (p *httpPublisher) send(channel, event string, payload []byte) error {
-	b := appendEvent(p.buf[:0], `{"channel":`, channel, event, payload)
+	b := httpPublishBody(p.buf[:0], p.proto, channel, event, payload)
 	p.buf = b
 	resp, err := p.client.Post(p.url, "application/json", bytes.NewReader(b))
 	if err != nil {
@@ -89,11 +117,13 @@ func (p *httpPublisher) send(channel, event string, payload []byte) error {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	_ = resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
+	if publishFailed(resp.StatusCode, body) {
 		return fmt.Errorf("POST %s: HTTP %d: %s", p.url, resp.StatusCode, strings.TrimSpace(string(body)))
 	}
 	return nil
 }
+
+func (p *httpPublisher) errorCount() uint64 { return 0 } // an error ends the run instead
 
 func (p *httpPublisher) close() { p.client.CloseIdleConnections() }
 
@@ -103,8 +133,12 @@ func newPublisher(cfg *config, st *stats) (publisher, error) {
 		return newWSPublisher(cfg, st)
 	case "http":
 		return newHTTPPublisher(cfg)
+	case "http-pool":
+		return newPoolPublisher(cfg, st)
+	case "http-pipe":
+		return newPipePublisher(cfg, st)
 	}
-	return nil, fmt.Errorf("unknown -publish %q (ws or http)", cfg.publish)
+	return nil, fmt.Errorf("unknown -publish %q (ws, http, http-pool or http-pipe)", cfg.publish)
 }
 
 // payloadBuilder makes {"t":<ns>,"s":<seq>,"p":"xxx"} padded to about size bytes.

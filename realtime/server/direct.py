@@ -27,6 +27,7 @@ import contextlib
 import logging
 import socket
 import struct
+import time
 from typing import Any, Protocol
 
 import uvicorn
@@ -215,9 +216,8 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
         self.transport.abort()
 
 
-#: Loop iterations a pass may wait for more deliveries (see :class:`Flusher`); it bounds the
-#: latency coalescing can add while input keeps arriving.
-MAX_DEFERRALS = 4
+#: Loop iterations a pass may wait for more deliveries at most (see :class:`Flusher`).
+MAX_DEFERRALS = 64
 
 
 class Arrivals:
@@ -246,13 +246,15 @@ class Flusher:
     A pass is one ``send()`` per subscriber whatever it carries, so the more broadcasts it
     carries the cheaper each is. It therefore waits one loop iteration after the first frame
     (the next request of a pipelined HTTP connection, the next frames of a publisher, are
-    served in that iteration) and then another for as long as input keeps arriving (frames
-    read, HTTP requests), at most :data:`MAX_DEFERRALS` iterations: publishes that arrive while
-    a pass runs go out together in the next one. When nothing else comes in, an iteration is a
-    few microseconds, so a lone broadcast is not held back.
+    served in that iteration), then another for as long as input keeps arriving (frames read,
+    HTTP requests), but never longer than the last pass took to write (nor more than
+    :data:`MAX_DEFERRALS` iterations): publishes that arrive while a pass runs go out together
+    in the next one, and the loop still spends at least half its time writing. When nothing
+    else comes in, the wait is one iteration, a few microseconds: a lone broadcast is not held
+    back.
     """
 
-    __slots__ = ("_deferrals", "_dirty", "_loop", "_scheduled", "_seen")
+    __slots__ = ("_deferrals", "_dirty", "_last_pass", "_loop", "_scheduled", "_seen", "_since")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -260,6 +262,8 @@ class Flusher:
         self._scheduled = False
         self._seen = -1
         self._deferrals = 0
+        self._since = 0.0  # when the pending pass got its first frame
+        self._last_pass = 0.0  # seconds the last pass took
 
     def add(self, connection: DirectConnection) -> None:
         self._dirty.append(connection)
@@ -267,19 +271,26 @@ class Flusher:
             self._scheduled = True
             self._seen = -1  # the first iteration is always waited for
             self._deferrals = 0
+            self._since = time.perf_counter()
             self._loop.call_soon(self._run)
 
     def _run(self) -> None:
         count = ARRIVALS.count
-        if count != self._seen and self._deferrals < MAX_DEFERRALS:
+        if (
+            count != self._seen
+            and self._deferrals < MAX_DEFERRALS
+            and (not self._deferrals or time.perf_counter() - self._since < self._last_pass)
+        ):
             self._seen = count
             self._deferrals += 1
             self._loop.call_soon(self._run)
             return
         self._scheduled = False
         dirty, self._dirty = self._dirty, []
+        started = time.perf_counter()
         for connection in dirty:
             connection.flush()
+        self._last_pass = time.perf_counter() - started
 
 
 class DirectConnection:

@@ -22,6 +22,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from realtime.server.direct import arrived
+
 log = logging.getLogger("realtime.server.handshake")
 
 # One header line longer than this makes websockets' handshake parser wait forever.
@@ -31,7 +33,8 @@ MAX_HEADERS = 100
 # closed): what a request already on its way needs to arrive.
 LAST_REQUEST_SECONDS = 0.5
 _HOOKS = ("connection_made", "connection_lost", "on_message_begin", "on_url", "on_header",
-          "on_headers_complete", "send_400_response", "shutdown", "transport")  # fmt: skip
+          "on_headers_complete", "on_response_complete", "send_400_response", "shutdown",
+          "transport")  # fmt: skip
 _REASONS = {408: b"Request Timeout", 414: b"URI Too Long", 431: b"Request Header Fields Too Large"}
 
 
@@ -85,6 +88,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._respond(408, "request headers took too long")
 
     def on_message_begin(self) -> None:
+        # A request may publish: a delivery pass about to start waits for it (direct.Flusher).
+        arrived()
         super().on_message_begin()
         self._header_bytes = 0
         self._header_count = 0
@@ -116,6 +121,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self._stopping and self.cycle is not None:
             self.cycle.keep_alive = False  # answered, then closed
+
+    def on_response_complete(self) -> None:
+        if getattr(self, "pipeline", None):
+            # The next pipelined request is served in the next loop iteration: the pending
+            # delivery pass waits for it too, so a pipelined stream goes out in batches.
+            arrived()
+        super().on_response_complete()
 
     def shutdown(self) -> None:
         """uvicorn closes a connection that is between requests at once, after it stopped

@@ -152,7 +152,10 @@ def profile_summary(raw: Path, top: int) -> dict[str, Any]:
         own[frames[-1]] += count
         for name in {f for f in frames if "realtime/" in f or "starlette/" in f}:
             under[name] += count
-    share = lambda n: round(100 * n / total, 1) if total else 0.0  # noqa: E731
+
+    def share(n: int) -> float:
+        return round(100 * n / total, 1) if total else 0.0
+
     return {
         "samples": total,
         "own": [(name, share(n)) for name, n in own.most_common(top)],

@@ -398,8 +398,13 @@ async def test_a_frame_queued_in_the_next_iteration_joins_the_pending_pass(wire:
     # As the next pipelined HTTP request, served the iteration after the first: its broadcast
     # goes out with the first one, in one write.
     first, second = messages(2)
+
+    def next_request() -> None:
+        arrived()
+        wire.peer.send(second)
+
     wire.peer.send(first)
-    asyncio.get_running_loop().call_soon(lambda: (arrived(), wire.peer.send(second)))
+    asyncio.get_running_loop().call_soon(next_request)
     await wait_until_async(lambda: wire.transport.writes, timeout=2)
     assert wire.transport.writes == [first.wire + second.wire]
 

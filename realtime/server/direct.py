@@ -244,14 +244,13 @@ class Flusher:
     broadcast to N subscribers schedules one callback, not N.
 
     A pass is one ``send()`` per subscriber whatever it carries, so the more broadcasts it
-    carries the cheaper each is. It therefore waits one loop iteration after the first frame
-    (the next request of a pipelined HTTP connection, the next frames of a publisher, are
-    served in that iteration), then another for as long as input keeps arriving (frames read,
-    HTTP requests), but never longer than the last pass took to write (nor more than
-    :data:`MAX_DEFERRALS` iterations): publishes that arrive while a pass runs go out together
-    in the next one, and the loop still spends at least half its time writing. When nothing
-    else comes in, the wait is one iteration, a few microseconds: a lone broadcast is not held
-    back.
+    carries the cheaper each is. When input arrived after its first frame was queued (frames
+    read, HTTP requests, the next request of a pipelined HTTP connection, served in the next
+    iteration), it waits one loop iteration for it, then more while input keeps arriving, but
+    never longer than the last pass took to write (nor more than :data:`MAX_DEFERRALS`
+    iterations): publishes that arrive while a pass runs go out together in the next one, and
+    the loop still spends at least half its time writing. When nothing else comes in it does
+    not wait: a lone broadcast goes out in the next iteration, as before coalescing.
     """
 
     __slots__ = ("_deferrals", "_dirty", "_last_pass", "_loop", "_scheduled", "_seen", "_since")
@@ -260,7 +259,7 @@ class Flusher:
         self._loop = loop
         self._dirty: list[DirectConnection] = []
         self._scheduled = False
-        self._seen = -1
+        self._seen = 0
         self._deferrals = 0
         self._since = 0.0  # when the pending pass got its first frame
         self._last_pass = 0.0  # seconds the last pass took
@@ -269,7 +268,7 @@ class Flusher:
         self._dirty.append(connection)
         if not self._scheduled:
             self._scheduled = True
-            self._seen = -1  # the first iteration is always waited for
+            self._seen = ARRIVALS.count
             self._deferrals = 0
             self._since = time.perf_counter()
             self._loop.call_soon(self._run)

@@ -395,25 +395,30 @@ async def iterations(n: int) -> None:
 
 
 async def test_a_frame_queued_in_the_next_iteration_joins_the_pending_pass(wire: Wire) -> None:
-    # As the next pipelined HTTP request, served the iteration after the first: its broadcast
-    # goes out with the first one, in one write.
+    # As a pipelined HTTP request: its answer is written and the next request announced
+    # (arrived) in the same iteration as its publish; the next one is served in the next
+    # iteration, and its broadcast goes out with the first one, in one write.
     first, second = messages(2)
-
-    def next_request() -> None:
-        arrived()
-        wire.peer.send(second)
-
     wire.peer.send(first)
-    asyncio.get_running_loop().call_soon(next_request)
+    arrived()
+    asyncio.get_running_loop().call_soon(wire.peer.send, second)
     await wait_until_async(lambda: wire.transport.writes, timeout=2)
     assert wire.transport.writes == [first.wire + second.wire]
+
+
+async def test_without_input_a_frame_goes_out_in_the_next_iteration(wire: Wire) -> None:
+    first, second = messages(2)
+    wire.peer.send(first)
+    asyncio.get_running_loop().call_soon(wire.peer.send, second)  # no input announced it
+    await wait_until_async(lambda: len(wire.transport.writes) == 2, timeout=2)
+    assert wire.transport.writes == [first.wire, second.wire]
 
 
 async def test_a_lone_frame_is_not_held_while_nothing_arrives(wire: Wire) -> None:
     flusher = wire.peer._flusher
     flusher._last_pass = 10.0  # a pass that took long allows a long wait, but only for input
     wire.peer.send(messages(1)[0])
-    await iterations(3)  # the first iteration is always waited for; no input: no more
+    await iterations(1)  # no input: no wait
     assert len(wire.transport.writes) == 1
 
 
@@ -453,7 +458,7 @@ async def test_a_pass_waits_no_longer_than_the_last_pass_took() -> None:
     keep_arriving()
     try:
         wire.peer.send(messages(1)[0])
-        await iterations(3)  # the first iteration, then no more: the time bound ends the wait
+        await iterations(2)  # one iteration for the input, then the time bound ends the wait
         assert len(wire.transport.writes) == 1
     finally:
         stop = True

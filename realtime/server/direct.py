@@ -36,6 +36,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from uvicorn.server import ServerState
 from websockets.http11 import Request
 
+from realtime.activity import ARRIVALS
 from realtime.wire.frames import Outgoing
 
 log = logging.getLogger("realtime.server.direct")
@@ -218,25 +219,6 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
 
 #: Loop iterations a pass may wait for more deliveries at most (see :class:`Flusher`).
 MAX_DEFERRALS = 64
-
-
-class Arrivals:
-    """Counts input that may become deliveries: frames read from direct WebSockets and HTTP
-    requests. The flusher defers a pass while this moves (one process-wide count: a count
-    from another loop costs at most one deferral)."""
-
-    __slots__ = ("count",)
-
-    def __init__(self) -> None:
-        self.count = 0
-
-
-ARRIVALS = Arrivals()
-
-
-def arrived() -> None:
-    """Input came in that may publish (an HTTP request): the pending pass may wait for it."""
-    ARRIVALS.count += 1
 
 
 class Flusher:

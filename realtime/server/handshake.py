@@ -22,7 +22,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from realtime.server.direct import arrived
+from realtime.activity import arrived
 
 log = logging.getLogger("realtime.server.handshake")
 

@@ -18,9 +18,9 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request
 from websockets.protocol import State
 
+from realtime.activity import ARRIVALS, arrived
 from realtime.cli import server_options
 from realtime.server.direct import (
-    ARRIVALS,
     DIRECT_PROTOCOL,
     EXTENSION,
     MAX_DEFERRALS,
@@ -29,7 +29,6 @@ from realtime.server.direct import (
     DirectPath,
     DirectWebSocketProtocol,
     Flusher,
-    arrived,
     choose_protocol,
     missing_support,
     offline_protocol,

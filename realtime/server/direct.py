@@ -7,6 +7,8 @@ Reading, the handshake, pings and closing stay uvicorn's. What we change:
   writes frames, framed once per broadcast, straight to the transport (:class:`DirectConnection`):
   no ASGI send, no task switch, no per-subscriber encode; and it tells the connection when a
   paused transport drains;
+- writes are coalesced into passes (:class:`Flusher`), and frames read count as arriving input
+  (``realtime.activity``) that a pending pass waits for;
 - the per-connection ``asyncio.Queue`` and ``asyncio.Event`` become small slotted stand-ins, and
   the handshake's request, response and scope are dropped once the connection is open: an idle
   connection is mostly these objects, and there are thousands of them;
@@ -169,6 +171,7 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
         self.response = None  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        # Frames read may publish: a pass about to be written waits for them (Flusher).
         ARRIVALS.count += 1
         super().data_received(data)
 

@@ -7,6 +7,10 @@ headers to websockets, whose parser stops answering (the socket stays open) on a
 the only ones touching uvicorn's internals; :func:`guarded_protocol` checks at start-up that
 the hooks it overrides are there.
 
+Each request, and the next one of a pipelined connection when it is about to be served,
+counts as arriving input (``realtime.activity``): a write pass pending meanwhile waits for its
+broadcast (``direct.Flusher``).
+
 At shutdown (after the drain, ``drain.py``) a connection between requests is not cut at once:
 a request already on its way is answered first (:meth:`GuardedHttpToolsProtocol.shutdown`).
 """

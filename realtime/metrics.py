@@ -89,7 +89,10 @@ MESSAGES_OUT = Counter(
 CLIENT_FRAMES = Counter(
     "realtime_client_frames", "frames read from WebSocket clients, by type", ["type"]
 )
-HTTP_PUBLISHES = Counter("realtime_http_publishes", "broadcasts accepted by POST /api/event")
+HTTP_PUBLISHES = Counter(
+    "realtime_http_publishes",
+    "broadcasts accepted over HTTP: POST /api/event, and each event of POST /api/batch",
+)
 PUBLISH_LATENCY = Histogram(
     "realtime_publish_latency_seconds",
     "from a broadcast's publish call to the MQ accepting it",

@@ -2,6 +2,11 @@
 
 The embedded mode's backend (nothing but Python needed) and the reference the contract
 suite holds real brokers to.
+
+Messages are delivered by the broker's own task, every message queued in one loop iteration
+in the next one, after the publisher's step (a client's ``ack`` comes before its own echo). A
+queued publish counts as arriving input (``realtime.activity``), so a write pass pending
+meanwhile waits for its deliveries and carries them too.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
+from realtime.activity import arrived
 from realtime.errors import BrokerError
 from realtime.wire.messages import Kind
 
@@ -60,6 +66,7 @@ class MemoryBroker:
         for broker in list(self._bus.brokers):
             if key in broker._subs:
                 await broker._queue.put((kind, channel, data))
+                arrived()
 
     async def subscribe(self, kind: Kind, channel: str) -> None:
         self._subs.add((kind, channel))

@@ -7,6 +7,8 @@ Reading, the handshake, pings and closing stay uvicorn's. What we change:
   writes frames, framed once per broadcast, straight to the transport (:class:`DirectConnection`):
   no ASGI send, no task switch, no per-subscriber encode; and it tells the connection when a
   paused transport drains;
+- writes are coalesced into passes (:class:`Flusher`), and frames read count as arriving input
+  (``realtime.activity``) that a pending pass waits for;
 - the per-connection ``asyncio.Queue`` and ``asyncio.Event`` become small slotted stand-ins, and
   the handshake's request, response and scope are dropped once the connection is open: an idle
   connection is mostly these objects, and there are thousands of them;
@@ -27,6 +29,7 @@ import contextlib
 import logging
 import socket
 import struct
+import time
 from typing import Any, Protocol
 
 import uvicorn
@@ -35,6 +38,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from uvicorn.server import ServerState
 from websockets.http11 import Request
 
+from realtime.activity import ARRIVALS
 from realtime.wire.frames import Outgoing
 
 log = logging.getLogger("realtime.server.direct")
@@ -166,6 +170,11 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
         self.request = None  # type: ignore[assignment]
         self.response = None  # type: ignore[assignment]
 
+    def data_received(self, data: bytes) -> None:
+        # Frames read may publish: a pass about to be written waits for them (Flusher).
+        ARRIVALS.count += 1
+        super().data_received(data)
+
     def resume_writing(self) -> None:
         super().resume_writing()
         if self.peer is not None:
@@ -211,28 +220,61 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
         self.transport.abort()
 
 
-class Flusher:
-    """Writes out every connection that queued frames during one event-loop iteration, from a
-    single callback: a broadcast to N subscribers schedules one callback, not N."""
+#: Loop iterations a pass may wait for more deliveries at most (see :class:`Flusher`).
+MAX_DEFERRALS = 64
 
-    __slots__ = ("_dirty", "_loop", "_scheduled")
+
+class Flusher:
+    """Writes out every connection that queued frames, in one pass from a single callback: a
+    broadcast to N subscribers schedules one callback, not N.
+
+    A pass is one ``send()`` per subscriber whatever it carries, so the more broadcasts it
+    carries the cheaper each is. When input arrived after its first frame was queued (frames
+    read, HTTP requests, the next request of a pipelined HTTP connection, served in the next
+    iteration), it waits one loop iteration for it, then more while input keeps arriving, but
+    never longer than the last pass took to write (nor more than :data:`MAX_DEFERRALS`
+    iterations): publishes that arrive while a pass runs go out together in the next one, and
+    the loop still spends at least half its time writing. When nothing else comes in it does
+    not wait: a lone broadcast goes out in the next iteration, as before coalescing.
+    """
+
+    __slots__ = ("_deferrals", "_dirty", "_last_pass", "_loop", "_scheduled", "_seen", "_since")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._dirty: list[DirectConnection] = []
         self._scheduled = False
+        self._seen = 0
+        self._deferrals = 0
+        self._since = 0.0  # when the pending pass got its first frame
+        self._last_pass = 0.0  # seconds the last pass took
 
     def add(self, connection: DirectConnection) -> None:
         self._dirty.append(connection)
         if not self._scheduled:
             self._scheduled = True
+            self._seen = ARRIVALS.count
+            self._deferrals = 0
+            self._since = time.perf_counter()
             self._loop.call_soon(self._run)
 
     def _run(self) -> None:
+        count = ARRIVALS.count
+        if (
+            count != self._seen
+            and self._deferrals < MAX_DEFERRALS
+            and (not self._deferrals or time.perf_counter() - self._since < self._last_pass)
+        ):
+            self._seen = count
+            self._deferrals += 1
+            self._loop.call_soon(self._run)
+            return
         self._scheduled = False
         dirty, self._dirty = self._dirty, []
+        started = time.perf_counter()
         for connection in dirty:
             connection.flush()
+        self._last_pass = time.perf_counter() - started
 
 
 class DirectConnection:

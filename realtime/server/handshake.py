@@ -7,6 +7,10 @@ headers to websockets, whose parser stops answering (the socket stays open) on a
 the only ones touching uvicorn's internals; :func:`guarded_protocol` checks at start-up that
 the hooks it overrides are there.
 
+Each request, and the next one of a pipelined connection when it is about to be served,
+counts as arriving input (``realtime.activity``): a write pass pending meanwhile waits for its
+broadcast (``direct.Flusher``).
+
 At shutdown (after the drain, ``drain.py``) a connection between requests is not cut at once:
 a request already on its way is answered first (:meth:`GuardedHttpToolsProtocol.shutdown`).
 """
@@ -22,6 +26,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from realtime.activity import arrived
+
 log = logging.getLogger("realtime.server.handshake")
 
 # One header line longer than this makes websockets' handshake parser wait forever.
@@ -31,7 +37,8 @@ MAX_HEADERS = 100
 # closed): what a request already on its way needs to arrive.
 LAST_REQUEST_SECONDS = 0.5
 _HOOKS = ("connection_made", "connection_lost", "on_message_begin", "on_url", "on_header",
-          "on_headers_complete", "send_400_response", "shutdown", "transport")  # fmt: skip
+          "on_headers_complete", "on_response_complete", "send_400_response", "shutdown",
+          "transport")  # fmt: skip
 _REASONS = {408: b"Request Timeout", 414: b"URI Too Long", 431: b"Request Header Fields Too Large"}
 
 
@@ -85,6 +92,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._respond(408, "request headers took too long")
 
     def on_message_begin(self) -> None:
+        # A request may publish: a delivery pass about to start waits for it (direct.Flusher).
+        arrived()
         super().on_message_begin()
         self._header_bytes = 0
         self._header_count = 0
@@ -116,6 +125,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self._stopping and self.cycle is not None:
             self.cycle.keep_alive = False  # answered, then closed
+
+    def on_response_complete(self) -> None:
+        if getattr(self, "pipeline", None):
+            # The next pipelined request is served in the next loop iteration: the pending
+            # delivery pass waits for it too, so a pipelined stream goes out in batches.
+            arrived()
+        super().on_response_complete()
 
     def shutdown(self) -> None:
         """uvicorn closes a connection that is between requests at once, after it stopped

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from realtime import metrics
 from realtime.apikeys import ApiKey
 from realtime.config import Settings
 from realtime.engine.control import Request as ControlRequest
@@ -232,6 +233,8 @@ def server_api_routes(node: Node, settings: Settings) -> list[Route]:
             except FrameError as exc:
                 results.append({"channel": event.channel, "status": "error", "error": exc.message})
                 continue
+            # Counted as the broadcasts they are, as POST /api/event's: one per event published.
+            metrics.HTTP_PUBLISHES.inc()
             result: dict[str, object] = {"channel": event.channel, "status": "ok"}
             if position is not None:
                 result["offset"], result["epoch"] = position

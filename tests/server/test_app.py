@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import AsyncIterator
 
 import httpx
@@ -11,6 +12,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from realtime.engine.failures import PUBLISH_FAILED
+from realtime.server.app import message_id
 from realtime.testing.gateway import Gateway, make_settings, run_gateway, ws_client
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256"
@@ -173,3 +175,13 @@ async def test_missing_user_id_in_dev_mode_is_400(gateway: Gateway) -> None:
             pass
     assert info.value.response.status_code == 400
     assert b"user_id" in info.value.response.body
+
+
+def test_message_ids_are_random_uuid4s_in_32_hex_digits() -> None:
+    ids = [message_id() for _ in range(200)]
+    assert len(set(ids)) == 200
+    for mid in ids:
+        assert len(mid) == 32 and mid == mid.lower()
+        parsed = uuid.UUID(hex=mid)
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+        assert parsed.hex == mid

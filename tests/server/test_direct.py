@@ -18,10 +18,12 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request
 from websockets.protocol import State
 
+from realtime.activity import ARRIVALS, arrived
 from realtime.cli import server_options
 from realtime.server.direct import (
     DIRECT_PROTOCOL,
     EXTENSION,
+    MAX_DEFERRALS,
     STOCK_PROTOCOL,
     DirectConnection,
     DirectPath,
@@ -371,3 +373,105 @@ def test_server_options_fall_back_to_the_plain_path_on_a_uvicorn_without_it(
     assert [r.getMessage().split(" lacks ")[0] for r in logged.records] == [
         f"uvicorn {uvicorn.__version__}"
     ]
+
+
+# --- coalescing: publishes that arrive while a pass is pending go out in that pass ----------
+
+
+async def iterations(n: int) -> None:
+    """Return after ``n`` more loop iterations (callbacks chained with call_soon)."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def step(left: int) -> None:
+        if left:
+            loop.call_soon(step, left - 1)
+        else:
+            done.set_result(None)
+
+    loop.call_soon(step, n - 1)
+    await done
+
+
+async def test_a_frame_queued_in_the_next_iteration_joins_the_pending_pass(wire: Wire) -> None:
+    # As a pipelined HTTP request: its answer is written and the next request announced
+    # (arrived) in the same iteration as its publish; the next one is served in the next
+    # iteration, and its broadcast goes out with the first one, in one write.
+    first, second = messages(2)
+    wire.peer.send(first)
+    arrived()
+    asyncio.get_running_loop().call_soon(wire.peer.send, second)
+    await wait_until_async(lambda: wire.transport.writes, timeout=2)
+    assert wire.transport.writes == [first.wire + second.wire]
+
+
+async def test_without_input_a_frame_goes_out_in_the_next_iteration(wire: Wire) -> None:
+    first, second = messages(2)
+    wire.peer.send(first)
+    asyncio.get_running_loop().call_soon(wire.peer.send, second)  # no input announced it
+    await wait_until_async(lambda: len(wire.transport.writes) == 2, timeout=2)
+    assert wire.transport.writes == [first.wire, second.wire]
+
+
+async def test_a_lone_frame_is_not_held_while_nothing_arrives(wire: Wire) -> None:
+    flusher = wire.peer._flusher
+    flusher._last_pass = 10.0  # a pass that took long allows a long wait, but only for input
+    wire.peer.send(messages(1)[0])
+    await iterations(1)  # no input: no wait
+    assert len(wire.transport.writes) == 1
+
+
+async def test_while_input_keeps_arriving_a_pass_waits_at_most_max_deferrals() -> None:
+    wire = Wire(asyncio.get_running_loop())
+    wire.peer._flusher._last_pass = 10.0
+    loop = asyncio.get_running_loop()
+    stop = False
+
+    def keep_arriving() -> None:
+        arrived()
+        if not stop:
+            loop.call_soon(keep_arriving)
+
+    keep_arriving()
+    try:
+        wire.peer.send(messages(1)[0])
+        await iterations(MAX_DEFERRALS + 3)
+        assert len(wire.transport.writes) == 1
+    finally:
+        stop = True
+
+
+async def test_a_pass_waits_no_longer_than_the_last_pass_took() -> None:
+    wire = Wire(asyncio.get_running_loop())
+    wire.peer._flusher._last_pass = (
+        0.0  # the last pass was instant: waiting for more is not worth it
+    )
+    loop = asyncio.get_running_loop()
+    stop = False
+
+    def keep_arriving() -> None:
+        arrived()
+        if not stop:
+            loop.call_soon(keep_arriving)
+
+    keep_arriving()
+    try:
+        wire.peer.send(messages(1)[0])
+        await iterations(2)  # one iteration for the input, then the time bound ends the wait
+        assert len(wire.transport.writes) == 1
+    finally:
+        stop = True
+
+
+async def test_a_pass_measures_how_long_it_took(wire: Wire) -> None:
+    flusher = wire.peer._flusher
+    flusher._last_pass = -1.0
+    wire.peer.send(messages(1)[0])
+    await wait_until_async(lambda: wire.transport.writes, timeout=2)
+    assert flusher._last_pass >= 0.0
+
+
+async def test_frames_read_from_a_client_count_as_arriving_input(wire: Wire) -> None:
+    before = ARRIVALS.count
+    wire.protocol.data_received(b"")
+    assert ARRIVALS.count == before + 1

@@ -76,6 +76,20 @@ class Moves:
             ) from None
 
 
+async def test_a_batch_counts_one_http_publish_per_event_published(channel: str) -> None:
+    key = "k" * 32
+    async with run_gateway(make_settings(API_KEYS=key)) as gw:
+        moves = Moves(gw)
+        await moves.start()
+        async with httpx.AsyncClient(base_url=gw.url) as http:
+            events = [{"channel": channel, "event": "e", "payload": i} for i in range(3)]
+            answer = await http.post(
+                "/api/batch", json={"events": events}, headers={"x-api-key": key}
+            )
+        assert answer.status_code == 200, answer.text
+        assert await moves.delta("realtime_http_publishes_total") == 3
+
+
 async def test_traffic_moves_connection_subscription_message_and_presence_metrics(
     channel: str,
 ) -> None:

@@ -255,8 +255,10 @@ class Liveness:
         store: dict[str, Any] = {"ok": True, "checked": False}
         if self._store is not None:
             store = {**self.store_state.report(), "checked": True}
+        # One report per probe: a broker carrying both kinds reports the same reading twice.
+        readings = {id(probe): probe.state.report() for probe in self._by_kind.values()}
         return {
-            "probes": {kind: probe.state.report() for kind, probe in self._by_kind.items()},
+            "probes": {kind: readings[id(probe)] for kind, probe in self._by_kind.items()},
             "presence_store": store,
         }
 

@@ -25,6 +25,9 @@ EMBEDDED = {"BROADCAST_MQ_TYPE": "memory", "PRESENCE_STORE": "memory"}
 # What docs/deployment.md promises: the process is gone this long after SIGTERM at most,
 # beyond SHUTDOWN_DRAIN_SECONDS, when nothing hangs.
 EXIT_MARGIN = 2.0
+# "At once" against a 60 s drain: well under it, with room for a loaded 2-core machine (the
+# interpreter's own exit took over 2 s there).
+AT_ONCE = 5.0
 
 
 @dataclass
@@ -160,8 +163,8 @@ async def test_second_signal_exits_at_once(tmp_path: Path, second: signal.Signal
         )
         signalled = time.monotonic()
         gateway.process.send_signal(second)
-        await asyncio.to_thread(gateway.process.wait, EXIT_MARGIN)
-        assert time.monotonic() - signalled < EXIT_MARGIN
+        await asyncio.to_thread(gateway.process.wait, AT_ONCE)
+        assert time.monotonic() - signalled < AT_ONCE
         await asyncio.wait_for(asyncio.gather(*watchers), 2)
     assert [code for _, code in closes.seen] == [1012] * 5
 

@@ -29,9 +29,11 @@ import json
 import math
 import os
 import platform
+import queue
 import resource
 import shlex
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -40,9 +42,11 @@ from pathlib import Path
 from typing import Any
 
 from bench import run as bench
+from realtime.testing.waiting import wait_until
 
-# Headroom beyond one descriptor per connection: the interpreter, Redis clients, the listener.
-FD_HEADROOM = 4096
+# Descriptors a process needs beyond one per connection: the interpreter, Redis clients, the
+# listener, epoll.
+FD_HEADROOM = 256
 SOURCE_NET = "127.0.0."  # source addresses 127.0.0.2 and up
 CGROUP_NAME = f"realtime-bench-loadgen-{os.getpid()}"
 
@@ -55,30 +59,35 @@ def port_range() -> int:
         return 28232
 
 
-def source_ips(conns: int) -> list[str]:
+def source_ips(conns: int, minimum: int = 1) -> list[str]:
     """Enough loopback source addresses for conns connections to one destination, with a
     tenth of each address's ports left for whatever else runs (TIME_WAIT of a previous run)."""
     per_ip = int(port_range() * 0.9)
-    n = max(1, math.ceil(conns / per_ip))
+    n = max(minimum, math.ceil(conns / per_ip))
     if n > 250:
         sys.exit(f"bench.scale: {conns} connections need {n} source addresses; at most 250")
     return [f"{SOURCE_NET}{2 + i}" for i in range(n)]
 
 
-def raise_nofile(conns: int) -> int:
-    """Give this process (and so every server and loadgen it starts) room for conns sockets."""
-    want = conns + FD_HEADROOM
+def raise_nofile(want: int) -> int:
+    """Raise this process's open-files limit (and so every server's and loadgen's: they inherit
+    it) towards want, and return the limit in force. Raising the hard limit needs
+    CAP_SYS_RESOURCE; without it the soft limit goes up to the hard one, and the caller splits
+    the connections over more processes."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft >= want:
         return soft
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(want, hard)))
+        return want
     except (ValueError, OSError) as e:
-        sys.exit(
-            f"bench.scale: RLIMIT_NOFILE is {soft}/{hard}, {want} are needed and raising it "
-            f"failed ({e}): run as root or raise the hard limit first (ulimit -Hn {want})"
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        print(
+            f"bench.scale: open files limited to {hard} per process ({e} raising it to {want}): "
+            "connections are spread over several processes",
+            file=sys.stderr,
         )
-    return want
+        return hard
 
 
 class SockStat:
@@ -181,42 +190,193 @@ def lg(run: dict[str, Any], key: str) -> Any:
 
 
 def c100k(args: argparse.Namespace) -> dict[str, Any]:
-    ips = source_ips(args.conns)
-    extra = [
-        "-source-ips",
-        ",".join(ips),
-        "-connect-concurrency",
-        str(args.connect_concurrency),
-        "-warmup",
-        "120s",
-    ]
-    p = plan(args, extra, idle_conns=args.conns)
+    per_proc = args.fd_limit - FD_HEADROOM
+    n_lg = args.loadgens or max(1, math.ceil(args.conns / per_proc))
+    shares = [args.conns // n_lg + (1 if i < args.conns % n_lg else 0) for i in range(n_lg)]
+    if max(shares) > per_proc:
+        sys.exit(
+            f"bench.scale: {max(shares)} connections per load generator, its open-files limit "
+            f"allows {per_proc}: give --loadgens {math.ceil(args.conns / per_proc)} or more"
+        )
+    # Source addresses: each loadgen dials from its own, or several when its share needs more
+    # ports than one address has.
+    ips = source_ips(args.conns, minimum=n_lg)
+    per_lg = [ips[i::n_lg] for i in range(n_lg)]
+    cpu_srv, cpu_lg = ("0", "1") if args.workers == 1 else ("0,1", "0,1")
     runs = []
     for rep in range(args.repeat):
-        print(f"[c100k] {args.conns} connections, run {rep + 1}/{args.repeat} ...", file=sys.stderr)
-        servers = bench.make_servers("realtime", server_args(args.realtime_cmd, "0"), None)
-        with SockStat() as ss:
-            res = bench.run_scenario("C1", p, servers, "1")
-        res["sockstat_before"], res["sockstat_peak"] = ss.before, ss.peak
-        connected = lg(res, "connected") or 0
-        if connected and lg(res, "connect_s"):
-            res["connect_rate"] = connected / lg(res, "connect_s")
-        if connected:
-            kernel = (ss.peak["mem_pages"] - ss.before["mem_pages"]) * os.sysconf("SC_PAGE_SIZE")
-            res["kernel_tcp_kb_per_conn"] = kernel / 1024 / connected
+        print(
+            f"[c100k] {args.conns} connections, {args.workers} worker(s), {n_lg} loadgen(s), "
+            f"run {rep + 1}/{args.repeat} ...",
+            file=sys.stderr,
+        )
+        lg_args = [
+            [
+                "-mode",
+                "idle",
+                "-subs",
+                str(share),
+                "-source-ips",
+                ",".join(addrs),
+                "-connect-concurrency",
+                str(args.connect_concurrency),
+                "-warmup",
+                "120s",
+                "-hold",
+                "600s",
+            ]
+            for share, addrs in zip(shares, per_lg, strict=True)
+        ]
+        with contextlib.ExitStack() as stack:
+            redis_url = None
+            cmd = args.realtime_cmd
+            if args.workers > 1:
+                # Workers share the port; the warm-up broadcast must reach every worker.
+                redis_url = stack.enter_context(bench.local_redis(cpu_srv))
+                cmd = cmd or f"{shlex.quote(sys.executable)} -P -m realtime serve --workers "
+                cmd += "" if args.realtime_cmd else str(args.workers)
+            servers = bench.make_servers("realtime", server_args(cmd, cpu_srv), redis_url)
+            url = f"ws://{bench.HOST}:{servers[0].port}/ws"
+            for a in lg_args:
+                a[:0] = ["-url", url, "-pub-url", url]
+            res = hold_idle(servers, lg_args, cpu_lg, args.workers, timeout=120 + args.conns / 100)
         runs.append(res)
     rows = [
-        ("connections held", [lg(r, "ready") for r in runs]),
-        ("failed to connect", [lg(r, "connect_failed") for r in runs]),
-        ("connect s", [lg(r, "connect_s") for r in runs]),
+        ("connections held", [r.get("ready") for r in runs]),
+        ("failed to connect", [r.get("connect_failed") for r in runs]),
+        ("connect s", [r.get("connect_s") for r in runs]),
         ("connect rate /s", [r.get("connect_rate") for r in runs]),
-        ("RSS before MiB", [_kib(lg(r, "rss_kb_before"), 1024) for r in runs]),
-        ("RSS after MiB", [_kib(lg(r, "rss_kb_after"), 1024) for r in runs]),
-        ("RSS KiB/conn", [lg(r, "rss_kb_per_conn") for r in runs]),
+        ("RSS before MiB", [_kib(r.get("rss_kb_before"), 1024) for r in runs]),
+        ("RSS after MiB", [_kib(r.get("rss_kb_after"), 1024) for r in runs]),
+        ("RSS KiB/conn", [r.get("rss_kb_per_conn") for r in runs]),
         ("kernel TCP KiB/conn (both ends)", [r.get("kernel_tcp_kb_per_conn") for r in runs]),
-        ("idle server CPU %", [lg(r, "idle_server_cpu_pct") for r in runs]),
+        ("idle server CPU %", [r.get("idle_server_cpu_pct") for r in runs]),
     ]
-    return {"source_ips": ips, "runs": runs, "table": table(rows)}
+    return {"source_ips": per_lg, "runs": runs, "table": table(rows)}
+
+
+def settle_rss(pid: int, workers: int, timeout: float = 60) -> None:
+    """Wait for every worker to exist and for the tree's RSS to stop growing (imports done),
+    so that 'before' is not taken while workers are still starting."""
+
+    def steady() -> bool:
+        if len(bench._tree(pid)) < workers + (1 if workers > 1 else 0):
+            return False
+        a = bench.rss_kb(pid)
+        time.sleep(1.0)
+        return abs(bench.rss_kb(pid) - a) < 0.01 * a
+
+    wait_until(steady, timeout, interval=0.2, message="server RSS steady")
+
+
+def hold_idle(
+    servers: list[bench.Server], lg_args: list[list[str]], cpu: str, workers: int, timeout: float
+) -> dict[str, Any]:
+    """Start servers, connect every loadgen's idle subscribers at once, read RSS, fds and
+    CPU while they are held, then let them go. Never raises."""
+    out: dict[str, Any] = {"loadgen_args": lg_args}
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        with bench.running(servers):
+            root = servers[0].pid
+            settle_rss(root, workers)
+            pids = bench._tree(root)
+            out["rss_kb_before"] = sum(bench.rss_kb(p) for p in pids)
+            lines: queue.Queue[tuple[int, str | None]] = queue.Queue()
+            with SockStat() as ss:
+                for i, a in enumerate(lg_args):
+                    cmd = [*bench.LOADGEN_WRAP, "taskset", "-c", cpu, str(bench.LOADGEN), *a]
+                    cmd += ["-timeout", f"{timeout:.0f}s"]
+                    p = subprocess.Popen(
+                        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+                    )
+                    procs.append(p)
+                    threading.Thread(target=_pump, args=(i, p, lines), daemon=True).start()
+                ready: set[int] = set()
+                done: set[int] = set()
+                last = [""] * len(procs)
+                deadline = time.monotonic() + timeout
+                while len(ready | done) < len(procs) and time.monotonic() < deadline:
+                    with contextlib.suppress(queue.Empty):
+                        i, line = lines.get(timeout=1)
+                        if line is None:
+                            done.add(i)
+                            continue
+                        last[i] = line
+                        with contextlib.suppress(ValueError):
+                            if json.loads(line).get("ready"):
+                                ready.add(i)
+                if len(ready) == len(procs):
+                    time.sleep(2.0)  # the last subscribes and warm-ups settle
+                    pids = bench._tree(root)
+                    out["rss_kb_after"] = sum(bench.rss_kb(p) for p in pids)
+                    out["fds_per_process"] = {str(p): _fds(p) for p in pids}
+                    cpu0, t0 = sum(bench.cpu_seconds(p) for p in pids), time.monotonic()
+                    time.sleep(5.0)
+                    cpu1, t1 = sum(bench.cpu_seconds(p) for p in pids), time.monotonic()
+                    out["idle_server_cpu_pct"] = 100 * (cpu1 - cpu0) / (t1 - t0)
+                else:
+                    out["error"] = f"{len(ready)} of {len(procs)} loadgens became ready"
+                for p in procs:
+                    assert p.stdin is not None
+                    with contextlib.suppress(OSError):
+                        p.stdin.close()
+                for p in procs:
+                    p.wait(timeout=120)
+                while len(done) < len(procs):
+                    i, line = lines.get(timeout=10)
+                    if line is None:
+                        done.add(i)
+                    else:
+                        last[i] = line
+            results = []
+            for text in last:
+                try:
+                    results.append(json.loads(text))
+                except ValueError:
+                    results.append({"error": f"loadgen printed no JSON: {text[-300:]!r}"})
+            out["loadgens"] = results
+            out["sockstat_before"], out["sockstat_peak"] = ss.before, ss.peak
+            if not all(s.alive() for s in servers):
+                out["error"] = "server died during the run"
+                out["server_log"] = "\n".join(s.log_tail() for s in servers)
+    except Exception as e:  # one failed run must not lose the others
+        out["error"] = f"{type(e).__name__}: {e}"
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    lgs = out.get("loadgens", [])
+    for key in ("connected", "connect_failed", "ready", "disconnects", "error_frames"):
+        out[key] = sum(r.get(key) or 0 for r in lgs)
+    if errors := [r["error"] for r in lgs if r.get("error")]:
+        out.setdefault("error", "; ".join(errors))
+    # The loadgens connect side by side: the connect phase lasts as long as the slowest one.
+    out["connect_s"] = max((r.get("connect_s") or 0 for r in lgs), default=0)
+    if out["connected"] and out["connect_s"]:
+        out["connect_rate"] = out["connected"] / out["connect_s"]
+    if out["connected"] and "rss_kb_after" in out:
+        out["rss_kb_per_conn"] = (out["rss_kb_after"] - out["rss_kb_before"]) / out["connected"]
+        kernel = (out["sockstat_peak"]["mem_pages"] - out["sockstat_before"]["mem_pages"]) * (
+            os.sysconf("SC_PAGE_SIZE")
+        )
+        out["kernel_tcp_kb_per_conn"] = kernel / 1024 / out["connected"]
+    return out
+
+
+def _pump(i: int, p: subprocess.Popen[str], lines: queue.Queue[tuple[int, str | None]]) -> None:
+    assert p.stdout is not None
+    for line in p.stdout:
+        lines.put((i, line))
+    lines.put((i, None))
+
+
+def _fds(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
 
 
 def f3(args: argparse.Namespace) -> dict[str, Any]:
@@ -266,9 +426,7 @@ def workers(args: argparse.Namespace) -> dict[str, Any]:
                 # Turns alternate, so a burst of outside load hits both alike.
                 for n, cmd in cmds.items():
                     print(f"[workers {n}] {sc} run {rep + 1}/{args.repeat} ...", file=sys.stderr)
-                    servers = bench.make_servers(
-                        "realtime", server_args(cmd, "0,1"), redis_url
-                    )
+                    servers = bench.make_servers("realtime", server_args(cmd, "0,1"), redis_url)
                     res = bench.run_scenario(sc, p, servers, "0,1")
                     out["runs"].setdefault(f"{sc} workers={n}", []).append(res)
 
@@ -339,11 +497,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--duration", type=float, default=10, help="f3, workers: publish seconds")
     p.add_argument(
-        "--connect-concurrency", type=int, default=64, help="c100k: dials in flight (default 64)"
+        "--connect-concurrency",
+        type=int,
+        default=64,
+        help="c100k: dials in flight per loadgen (default 64)",
     )
     p.add_argument(
-        "--scenarios", default="F1,F2", help="workers: F1, F2 or both (default F1,F2)"
+        "--workers",
+        type=int,
+        default=1,
+        help="c100k: realtime serve --workers N on Redis, for more connections than one "
+        "process may open (default 1: one process, memory broker)",
     )
+    p.add_argument(
+        "--loadgens",
+        type=int,
+        help="c100k: loadgen processes, each with its own source addresses (default: as many "
+        "as the open-files limit needs)",
+    )
+    p.add_argument("--scenarios", default="F1,F2", help="workers: F1, F2 or both (default F1,F2)")
     p.add_argument(
         "--loadgen-cores",
         type=float,
@@ -359,7 +531,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    nofile = raise_nofile(args.conns if args.what != "workers" else 0)
+    args.fd_limit = nofile = raise_nofile(args.conns + FD_HEADROOM)
+    per_proc = nofile - FD_HEADROOM
+    if args.what == "f3" and args.conns > per_proc:
+        sys.exit(
+            f"bench.scale: f3 runs one loadgen and one gateway process, and each may open "
+            f"{nofile} files here: --conns {per_proc} at most"
+        )
+    if args.what == "c100k" and args.conns > args.workers * per_proc:
+        sys.exit(
+            f"bench.scale: each gateway process may open {nofile} files here: "
+            f"--workers {math.ceil(args.conns / per_proc)} or more for --conns {args.conns}"
+        )
     if not args.no_build:
         bench.build_loadgen()
     started = dt.datetime.now(dt.UTC)

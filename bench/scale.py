@@ -347,6 +347,8 @@ def hold_idle(
             if p.poll() is None:
                 p.kill()
                 p.wait()
+            if p.stdout is not None:
+                p.stdout.close()
     lgs = out.get("loadgens", [])
     for key in ("connected", "connect_failed", "ready", "disconnects", "error_frames"):
         out[key] = sum(r.get(key) or 0 for r in lgs)

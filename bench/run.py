@@ -374,13 +374,19 @@ def cpu_list(spec: str) -> str:
     return ",".join(map(str, cpus))
 
 
-def run_scenario(name: str, plan: Plan, servers: list[Server], loadgen_cpu: str) -> dict[str, Any]:
+def run_scenario(
+    name: str,
+    plan: Plan,
+    servers: list[Server],
+    loadgen_cpu: str,
+    timeout: float | None = None,
+) -> dict[str, Any]:
     """Start fresh servers, run one scenario, stop them. Never raises."""
     sub_srv, pub_srv = servers[-1], servers[0]
     sub_url = f"ws://{HOST}:{sub_srv.port}/ws"
     pub_url = f"ws://{HOST}:{pub_srv.port}/ws"
     args = scenario_args(name, plan, sub_url, pub_url)
-    timeout = (
+    timeout = timeout or (
         60
         + 3 * plan.duration
         + 2 * plan.drain

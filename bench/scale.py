@@ -32,6 +32,7 @@ import platform
 import queue
 import resource
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -393,7 +394,8 @@ def f3(args: argparse.Namespace) -> dict[str, Any]:
             file=sys.stderr,
         )
         servers = bench.make_servers("realtime", server_args(args.realtime_cmd, "0"), None)
-        runs.append(bench.run_scenario("F3", p, servers, "1"))
+        # The run's bound: connecting goes at a few hundred a second on a busy machine.
+        runs.append(bench.run_scenario("F3", p, servers, "1", timeout=180 + args.conns / 50))
 
     def lat(k: str) -> list[Any]:
         return [(lg(r, "latency_ms") or {}).get(k) for r in runs]
@@ -531,8 +533,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _stop(signum: int, frame: object) -> None:
+    # SIGTERM (and SIGINT, which a background job ignores) unwinds like ^C: every finally
+    # block stops its servers and loadgens.
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop)
     args.fd_limit = nofile = raise_nofile(args.conns + FD_HEADROOM)
     per_proc = nofile - FD_HEADROOM
     if args.what == "f3" and args.conns > per_proc:

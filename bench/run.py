@@ -71,6 +71,8 @@ BASELINE_COMMAND = [
     *UVICORN_FLAGS,
 ]
 HOST = "127.0.0.1"
+# Put before every loadgen command (bench/scale.py puts the loadgen in a CPU-capped cgroup).
+LOADGEN_WRAP: list[str] = []
 SCENARIOS = ("F1", "F2", "C1", "F3")
 TARGETS = ("baseline", "realtime")
 
@@ -225,7 +227,7 @@ def _last_json(text: str) -> dict[str, Any]:
 
 
 def run_loadgen(cpu: str, args: list[str], timeout: float) -> dict[str, Any]:
-    cmd = ["taskset", "-c", cpu, str(LOADGEN), *args, "-timeout", f"{timeout:.0f}s"]
+    cmd = [*LOADGEN_WRAP, "taskset", "-c", cpu, str(LOADGEN), *args, "-timeout", f"{timeout:.0f}s"]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 15)
     res = _last_json(p.stdout)
     if p.returncode != 0 and "error" not in res:
@@ -243,7 +245,7 @@ def run_idle(
 ) -> dict[str, Any]:
     """C1: hold idle connections and read the servers' RSS and CPU meanwhile."""
     rss_before = sum(rss_kb(p) for p in server_pids)
-    cmd = ["taskset", "-c", cpu, str(LOADGEN), *args, "-timeout", f"{timeout:.0f}s"]
+    cmd = [*LOADGEN_WRAP, "taskset", "-c", cpu, str(LOADGEN), *args, "-timeout", f"{timeout:.0f}s"]
     p = subprocess.Popen(
         cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -372,13 +374,19 @@ def cpu_list(spec: str) -> str:
     return ",".join(map(str, cpus))
 
 
-def run_scenario(name: str, plan: Plan, servers: list[Server], loadgen_cpu: str) -> dict[str, Any]:
+def run_scenario(
+    name: str,
+    plan: Plan,
+    servers: list[Server],
+    loadgen_cpu: str,
+    timeout: float | None = None,
+) -> dict[str, Any]:
     """Start fresh servers, run one scenario, stop them. Never raises."""
     sub_srv, pub_srv = servers[-1], servers[0]
     sub_url = f"ws://{HOST}:{sub_srv.port}/ws"
     pub_url = f"ws://{HOST}:{pub_srv.port}/ws"
     args = scenario_args(name, plan, sub_url, pub_url)
-    timeout = (
+    timeout = timeout or (
         60
         + 3 * plan.duration
         + 2 * plan.drain

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -73,6 +74,28 @@ func newDialer(readBuf int) *websocket.Dialer {
 	}
 }
 
+// sourceDialers gives one dialer per -source-ips address (or one default dialer).
+// One source address has ip_local_port_range's ports (about 28k) per destination, so
+// C100K on one machine dials from several loopback addresses: all of 127.0.0.0/8 is
+// on lo, nothing needs configuring.
+func sourceDialers(readBuf int, ips []string) ([]*websocket.Dialer, error) {
+	if len(ips) == 0 {
+		return []*websocket.Dialer{newDialer(readBuf)}, nil
+	}
+	out := make([]*websocket.Dialer, 0, len(ips))
+	for _, ip := range ips {
+		addr := net.ParseIP(ip)
+		if addr == nil {
+			return nil, fmt.Errorf("-source-ips: %q is not an IP address", ip)
+		}
+		d := newDialer(readBuf)
+		nd := &net.Dialer{LocalAddr: &net.TCPAddr{IP: addr}, Timeout: 10 * time.Second}
+		d.NetDialContext = nd.DialContext
+		out = append(out, d)
+	}
+	return out, nil
+}
+
 func dial(d *websocket.Dialer, u string, attempts int) (*websocket.Conn, error) {
 	var err error
 	for a := 0; a < attempts; a++ {
@@ -102,7 +125,11 @@ func quote(s string) string {
 // connectAll dials n subscribers with bounded concurrency, subscribes each to
 // its channels and hands it to the reactor. Failed dials are counted, not fatal.
 func connectAll(cfg *config, st *stats, r *reactor, n int, channels func(i int) []string, own func(i int) string) ([]*sub, int) {
-	d := newDialer(4096)
+	dialers, err := sourceDialers(4096, cfg.sourceIPs)
+	if err != nil {
+		st.lastErr.Store(err.Error())
+		return nil, n
+	}
 	subs := make([]*sub, n)
 	var failed atomic.Int64
 	jobs := make(chan int)
@@ -112,7 +139,7 @@ func connectAll(cfg *config, st *stats, r *reactor, n int, channels func(i int) 
 		go func() {
 			defer wg.Done()
 			for i := range jobs {
-				if s, err := connectOne(d, cfg, r, i, channels(i), own); err != nil {
+				if s, err := connectOne(dialers[i%len(dialers)], cfg, r, i, channels(i), own); err != nil {
 					failed.Add(1)
 					st.lastErr.Store(err.Error())
 				} else {

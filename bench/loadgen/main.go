@@ -41,6 +41,8 @@ type config struct {
 	timeout            time.Duration
 	hold               time.Duration
 	connectConcurrency int
+	sourceIPs          []string
+	groupSize          int
 	seed               int64
 	serverPids         []int
 	serverCPUs         map[string]bool
@@ -208,6 +210,8 @@ func main() {
 	flag.DurationVar(&cfg.hold, "hold", 120*time.Second, "idle: longest hold before exiting (stdin EOF or a signal end it sooner)")
 	flag.IntVar(&cfg.connectConcurrency, "connect-concurrency", 64, "dials in flight")
 	flag.Int64Var(&cfg.seed, "seed", 1, "random seed (channels mode)")
+	sourceIPs := flag.String("source-ips", "", "comma-separated local addresses the subscribers dial from, in turn (each gives about 28k ephemeral ports; 100k connections need four or more, e.g. 127.0.0.1,...,127.0.0.5)")
+	flag.IntVar(&cfg.groupSize, "group-size", 0, "channels: put the subscribers on channels of this many each (group-0, group-1, ...) instead of own + shared; broadcasts go to a random group")
 	serverPids := flag.String("server-pids", "", "comma-separated pids whose CPU use over the load window is reported as server_cpu_pct")
 	serverCPUs := flag.String("server-cpus", "", "comma-separated CPU numbers the server is pinned to: report how busy they were and with what")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile here (for tuning the loadgen)")
@@ -223,6 +227,11 @@ func main() {
 	for _, f := range strings.Split(*serverPids, ",") {
 		if pid, err := strconv.Atoi(strings.TrimSpace(f)); err == nil {
 			cfg.serverPids = append(cfg.serverPids, pid)
+		}
+	}
+	for _, f := range strings.Split(*sourceIPs, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			cfg.sourceIPs = append(cfg.sourceIPs, f)
 		}
 	}
 	cfg.serverCPUs = map[string]bool{}
@@ -281,7 +290,11 @@ func main() {
 	case "fanout", "fixed", "idle":
 		runSingle(cfg, st, r, res)
 	case "channels":
-		runChannels(cfg, st, r, res)
+		if cfg.groupSize > 0 {
+			runGroups(cfg, st, r, res)
+		} else {
+			runChannels(cfg, st, r, res)
+		}
 	default:
 		fail("unknown -mode %q", cfg.mode)
 	}
@@ -621,5 +634,70 @@ func holdIdle(cfg *config, st *stats, r *reactor, res *result, subs []*sub) {
 	res.HeldS = time.Since(t0).Seconds()
 	fillCounters(res, st)
 	st.measuring.Store(false)
+	closeAll(r, subs)
+}
+
+// runGroups is the channels mode with -group-size K: subscriber i is on channel
+// group-(i/K) alone, so N subscribers make N/K channels of K; each broadcast goes to
+// one random group and is owed to that group's live subscribers.
+func runGroups(cfg *config, st *stats, r *reactor, res *result) {
+	k := cfg.groupSize
+	group := func(i int) string { return fmt.Sprintf("group-%d", i/k) }
+	subs := connectPhase(cfg, st, r, res, func(i int) []string { return []string{group(i)} }, group)
+	pub, err := newPublisher(cfg, st)
+	if err != nil {
+		res.Error = err.Error()
+		return
+	}
+	defer pub.close()
+
+	t0 := time.Now()
+	n, err := warmUp(cfg.warmup, int64(len(subs)), st.warmOwn.Load, func() (int, error) {
+		// One warm-up per group that still has a cold subscriber.
+		sent, seen := 0, map[string]bool{}
+		for _, s := range subs {
+			if !s.warmOwn.Load() && !seen[s.channel] {
+				seen[s.channel] = true
+				if err := pub.send(s.channel, "warmup_own", []byte(`{"w":1}`)); err != nil {
+					return sent, err
+				}
+				sent++
+			}
+		}
+		return sent, nil
+	})
+	res.WarmupS = time.Since(t0).Seconds()
+	res.WarmupSent = n
+	if err != nil {
+		res.Error = err.Error()
+	}
+	live := subs[:0]
+	for _, s := range subs {
+		if s.warmOwn.Load() {
+			live = append(live, s)
+		} else {
+			r.remove(s, false)
+		}
+	}
+	subs = live
+	res.Ready = len(subs)
+	if len(subs) == 0 {
+		res.Error = "no subscriber is live"
+		fillCounters(res, st)
+		return
+	}
+	names := []string{}
+	count := map[string]int64{}
+	for _, s := range subs {
+		if count[s.channel] == 0 {
+			names = append(names, s.channel)
+		}
+		count[s.channel]++
+	}
+	rng := rand.New(rand.NewSource(cfg.seed))
+	measure(cfg, st, res, subs, pub, func(int64) (string, int64) {
+		ch := names[rng.Intn(len(names))]
+		return ch, count[ch]
+	})
 	closeAll(r, subs)
 }

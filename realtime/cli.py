@@ -160,9 +160,22 @@ def serve(settings: Settings, workers: int = 1) -> None:
         factory=True,
         host=settings.host,
         port=settings.port,
-        workers=workers,
+        **supervisor_options(workers),
         **server_options(settings),
     )
+
+
+# uvicorn's supervisor kills a worker that does not answer its ping within this many seconds
+# (uvicorn's default is 5). The pong comes from a thread that needs the interpreter's lock, so a
+# worker busy with thousands of connections on a starved core can miss 5 s while it is
+# healthy (seen in the scale benchmark: eight workers killed at once, each taking every
+# connection it held with it). A worker hung for this long is still replaced.
+WORKER_HEALTHCHECK_SECONDS = 30
+
+
+def supervisor_options(workers: int) -> dict[str, Any]:
+    """uvicorn's options for ``--workers``: how many, and how long a worker may miss a ping."""
+    return {"workers": workers, "timeout_worker_healthcheck": WORKER_HEALTHCHECK_SECONDS}
 
 
 def server_options(settings: Settings) -> dict[str, Any]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
+import uvicorn
 import pytest
 
 from realtime.config import OPTIONS
@@ -109,3 +111,14 @@ def test_the_installed_command_runs_no_code_from_the_working_directory(tmp_path:
     assert result.returncode == 2
     assert "RAN" not in result.stdout
     assert "invalid choice: 'bench'" in result.stderr
+
+
+def test_workers_get_a_health_check_a_busy_worker_survives() -> None:
+    from realtime.cli import supervisor_options
+
+    options = supervisor_options(2)
+    assert options["workers"] == 2
+    # uvicorn's default of 5 s killed healthy workers holding thousands of connections.
+    assert options["timeout_worker_healthcheck"] >= 30
+    uvicorn_config = inspect.signature(uvicorn.Config).parameters
+    assert set(options) <= set(uvicorn_config)

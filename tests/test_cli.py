@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import httpx
-import uvicorn
 import pytest
+import uvicorn
 
 from realtime.config import OPTIONS
 from realtime.testing.gateway import spawn_gateway

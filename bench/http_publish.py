@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.run import HOST, LOADGEN, REALTIME_COMMAND, Server, build_loadgen
+from bench.run import HOST, LOADGEN, REALTIME_COMMAND, Server, build_loadgen, realtime_env
 from realtime.testing.waiting import free_port
 
 CHANNEL = "bench"
@@ -165,14 +165,7 @@ def profile_summary(raw: Path, top: int) -> dict[str, Any]:
 
 def run_once(cmd: list[str], args: argparse.Namespace, label: str) -> dict[str, Any]:
     port = free_port()
-    env = {
-        "SERVER_ADDR": f"{HOST}:{port}",
-        "BROADCAST_MQ_TYPE": "memory",
-        "PRESENCE_STORE": "memory",
-        "LOG_LEVEL": "warning",
-        "WS_MAX_CONNECTIONS": "0",
-        "WS_MAX_FRAMES_PER_SECOND": "0",
-    }
+    env = realtime_env(port)
     server = Server(label, cmd, env, port, args.server_cpu)
     server.start()
     loadgen = subprocess.Popen(

@@ -482,18 +482,7 @@ def main(args: argparse.Namespace) -> int:
             "cases": [c.key for c in runnable],
         }
         for case in runnable:
-            plan = Plan(
-                subs=args.subs or (300 if q else 1000),
-                duration=args.duration or (3 if q else 10),
-                rate=args.rate,
-                window=case.window,
-                idle_conns=args.idle_conns or (2000 if q else 10000),
-                channel_conns=args.channel_conns or (2000 if q else 10000),
-                channel_rate=args.channel_rate,
-                drain=min(args.drain, 5) if q else args.drain,
-                publish=case.publish,
-                extra=list(args.loadgen_arg),
-            )
+            plan = run.plan_from(args, case.window, case.publish)
             entry: dict[str, Any] = {"label": case.label, "targets": {}}
             report["cases"][case.key] = entry
             targets = [t for t in TARGETS if (t, case.broker) in servers and serves(t, case)]

@@ -323,6 +323,24 @@ class Plan:
     extra: list[str] = field(default_factory=list)
 
 
+def plan_from(args: argparse.Namespace, window: int, publish: str) -> Plan:
+    """The sizes the command line asks for (``--quick`` shrinks the defaults), with this
+    window and publisher."""
+    q = args.quick
+    return Plan(
+        subs=args.subs or (300 if q else 1000),
+        duration=args.duration or (3 if q else 10),
+        rate=args.rate,
+        window=window,
+        idle_conns=args.idle_conns or (2000 if q else 10000),
+        channel_conns=args.channel_conns or (2000 if q else 10000),
+        channel_rate=args.channel_rate,
+        drain=min(args.drain, 5) if q else args.drain,
+        publish=publish,
+        extra=list(args.loadgen_arg),
+    )
+
+
 def scenario_args(name: str, plan: Plan, sub_url: str, pub_url: str) -> list[str]:
     common = [
         "-url",
@@ -426,6 +444,20 @@ def run_scenario(
     return out
 
 
+def realtime_env(port: int) -> dict[str, str]:
+    """The gateway's environment in a benchmark: embedded mode on ``port``, quiet logs."""
+    return {
+        "SERVER_ADDR": f"{HOST}:{port}",
+        "BROADCAST_MQ_TYPE": "memory",
+        "PRESENCE_STORE": "memory",
+        "LOG_LEVEL": "warning",
+        # The benchmarks measure capacity, not the quotas (docs/security.md): 10,000 idle
+        # connections and publishers above 100 frames a second are the point here.
+        "WS_MAX_CONNECTIONS": "0",
+        "WS_MAX_FRAMES_PER_SECOND": "0",
+    }
+
+
 def make_servers(target: str, args: argparse.Namespace, redis_url: str | None) -> list[Server]:
     if target == "baseline" and not args.baseline_cmd:
         return [Server("baseline", BASELINE_COMMAND, {}, free_port(), args.server_cpu)]
@@ -437,16 +469,7 @@ def make_servers(target: str, args: argparse.Namespace, redis_url: str | None) -
     servers = []
     for i in range(n):
         port = free_port()
-        env = {
-            "SERVER_ADDR": f"{HOST}:{port}",
-            "BROADCAST_MQ_TYPE": "memory",
-            "PRESENCE_STORE": "memory",
-            "LOG_LEVEL": "warning",
-            # The benchmarks measure capacity, not the quotas (docs/security.md): 10,000 idle
-            # connections and publishers above 100 frames a second are the point here.
-            "WS_MAX_CONNECTIONS": "0",
-            "WS_MAX_FRAMES_PER_SECOND": "0",
-        }
+        env = realtime_env(port)
         if redis_url:
             env.update(redis_env(redis_url))
         servers.append(Server(f"{target}-{i}", cmd, env, port, args.server_cpu))
@@ -761,19 +784,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.exit(f"bench: unknown scenario(s) {bad}; choose from {', '.join(SCENARIOS)}")
     if args.two_instances and not (args.redis_url or args.start_redis):
         sys.exit("bench: --two-instances needs --redis-url or --start-redis")
-    q = args.quick
-    plan = Plan(
-        subs=args.subs or (300 if q else 1000),
-        duration=args.duration or (3 if q else 10),
-        rate=args.rate,
-        window=args.window,
-        idle_conns=args.idle_conns or (2000 if q else 10000),
-        channel_conns=args.channel_conns or (2000 if q else 10000),
-        channel_rate=args.channel_rate,
-        drain=min(args.drain, 5) if q else args.drain,
-        publish=args.publish,
-        extra=args.loadgen_arg,
-    )
+    plan = plan_from(args, args.window, args.publish)
     if not args.no_build:
         build_loadgen()
 

@@ -166,6 +166,8 @@ def profile_summary(raw: Path, top: int) -> dict[str, Any]:
 def run_once(cmd: list[str], args: argparse.Namespace, label: str) -> dict[str, Any]:
     port = free_port()
     env = realtime_env(port)
+    if args.redis:
+        env.update(BROADCAST_MQ_TYPE="redis", PRESENCE_STORE="redis", REDIS_URL=args.redis)
     server = Server(label, cmd, env, port, args.server_cpu)
     server.start()
     loadgen = subprocess.Popen(
@@ -268,6 +270,7 @@ def main() -> None:
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--server-cpu", default="0")
     p.add_argument("--loadgen-cpu", default="1")
+    p.add_argument("--redis", help="a Redis URL: broker and presence through it (default: embedded)")
     args = p.parse_args()
     build_loadgen()
     targets = [

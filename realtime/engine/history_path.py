@@ -89,20 +89,17 @@ class HistoryPath:
             self.fan_out(channel, message, frame)
 
     def fan_out(self, channel: str, message: BusMessage, frame: Outgoing) -> None:
-        peers = self._hub.local(BROADCAST, channel)
         follows = self.recoveries.on(channel)
         if follows is None:
-            for peer in tuple(peers):
-                peer.send(frame)
+            self._hub.fan_out(BROADCAST, channel, frame)
             return
-        for peer in tuple(peers):
+        for peer in tuple(self._hub.local(BROADCAST, channel)):
             follow = follows.get(peer)
             if follow is None or follow.admit(message, frame):
                 peer.send(frame)
 
     def _tell(self, channel: str, frame: Outgoing) -> None:
-        for peer in tuple(self._hub.local(BROADCAST, channel)):
-            peer.send(frame)
+        self._hub.fan_out(BROADCAST, channel, frame)
 
     # --- subscribing ----------------------------------------------------------------------------
 

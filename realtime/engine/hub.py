@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Hashable, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 from realtime import metrics
 from realtime.brokers.base import Broker
@@ -26,16 +26,61 @@ class Peer(Protocol):
         """Queue a frame without waiting; a peer that falls behind closes itself."""
 
 
+class Batcher(Protocol):
+    """Writes for many peers at once (the direct write path's ``Flusher``): a broadcast to a
+    set of its peers is one call, not one per peer."""
+
+    def fan_out(self, members: frozenset[Any], frame: Outgoing) -> None:
+        """Queue ``frame`` to every peer in ``members``; the same set object for the same
+        peers, so consecutive broadcasts to one channel can be recognised and written
+        together."""
+
+
+class Recipients:
+    """A channel's local peers as :meth:`Hub.fan_out` sends to them, built on its first
+    broadcast after the set changed: those written by a :class:`Batcher` (a peer with a
+    ``batcher`` attribute), grouped by it, and the rest."""
+
+    __slots__ = ("batches", "single")
+
+    def __init__(self, peers: set[Peer]) -> None:
+        batches: dict[Batcher, list[Peer]] = {}
+        single: list[Peer] = []
+        for peer in peers:
+            batcher: Batcher | None = getattr(peer, "batcher", None)
+            if batcher is None:
+                single.append(peer)
+            else:
+                batches.setdefault(batcher, []).append(peer)
+        self.batches = [(batcher, frozenset(members)) for batcher, members in batches.items()]
+        self.single = tuple(single)
+
+
 class Hub:
     def __init__(self, brokers: Mapping[Kind, Broker]) -> None:
         self._brokers = brokers
         self._subs: dict[Kind, dict[str, set[Peer]]] = {kind: {} for kind in KINDS}
+        # Per (kind, channel), as of the last change of its set (see fan_out).
+        self._recipients: dict[Kind, dict[str, Recipients]] = {kind: {} for kind in KINDS}
         # Serialises upstream changes per (kind, channel), so a subscribe racing an unsubscribe
         # of the same channel never leaves the broker out of step with the local set.
         self._locks = KeyLocks()
 
     def local(self, kind: Kind, channel: str) -> set[Peer]:
         return self._subs[kind].get(channel) or set()
+
+    def fan_out(self, kind: Kind, channel: str, frame: Outgoing) -> None:
+        """Queue ``frame`` to every local peer of ``channel``."""
+        recipients = self._recipients[kind].get(channel)
+        if recipients is None:
+            peers = self._subs[kind].get(channel)
+            if not peers:
+                return
+            recipients = self._recipients[kind][channel] = Recipients(peers)
+        for batcher, members in recipients.batches:
+            batcher.fan_out(members, frame)
+        for peer in recipients.single:
+            peer.send(frame)
 
     def names(self, kind: Kind) -> list[str]:
         return list(self._subs[kind])
@@ -45,6 +90,7 @@ class Hub:
 
     async def add(self, peer: Peer, kind: Kind, channel: str) -> None:
         subs = self._subs[kind]
+        self._recipients[kind].pop(channel, None)
         peers = subs.get(channel)
         if peers:
             if peer not in peers:
@@ -61,6 +107,7 @@ class Hub:
             if peer not in peers:
                 metrics.SUBS[kind].inc()
             peers.add(peer)
+            self._recipients[kind].pop(channel, None)
 
     async def remove(self, peer: Peer, kind: Kind, channel: str) -> None:
         subs = self._subs[kind]
@@ -68,6 +115,7 @@ class Hub:
         if peers is None or peer not in peers:
             return
         peers.discard(peer)
+        self._recipients[kind].pop(channel, None)
         metrics.SUBS[kind].dec()
         if peers:
             return

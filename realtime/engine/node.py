@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import msgspec
 
 from realtime import metrics
+from realtime.activity import ARRIVALS
 from realtime.apikeys import compile_patterns
 from realtime.auth.grants import Grants
 from realtime.brokers.base import Broker, PipelinedBroker
@@ -338,6 +339,8 @@ class Node:
         if self._history is not None and self._history.keeps(channel):
             position, data = await self._history.store(channel, data)
         started = time.perf_counter()
+        # Its broadcast comes back through the broker: a pending write pass may wait for it.
+        ARRIVALS.publishing += 1
         try:
             await self.brokers[BROADCAST].publish(BROADCAST, channel, data)
         except BrokerError as exc:
@@ -347,6 +350,8 @@ class Node:
             self._history.not_carried(channel, position, exc)
         else:
             metrics.PUBLISH_LATENCY.observe(time.perf_counter() - started)
+        finally:
+            ARRIVALS.publishing -= 1
         return position
 
     async def deliver(self, kind: Kind, channel: str, data: bytes) -> None:
@@ -373,8 +378,7 @@ class Node:
         if self._history is not None:
             self._history.deliver(channel, message, frame)
             return
-        for peer in tuple(peers):
-            peer.send(frame)
+        self.hub.fan_out(kind, channel, frame)
 
     async def _listen(self, peer: Peer, kind: Kind, channel: str) -> None:
         if kind == BROADCAST and self._history is not None:

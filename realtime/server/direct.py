@@ -222,6 +222,26 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
 
 #: Loop iterations a pass may wait for more deliveries at most (see :class:`Flusher`).
 MAX_DEFERRALS = 64
+#: A broadcast to fewer subscribers than this is queued to each at once, not grouped.
+GROUP_MIN = 8
+#: Groups a pass holds at most; broadcasts beyond are queued to each subscriber at once.
+MAX_GROUPS = 32
+
+
+class Group:
+    """Consecutive broadcasts to one set of subscribers (one channel's, unchanged), joined
+    once and queued to each member when the pass is written: a broadcast costs one call,
+    not one per subscriber. A member that is sent a frame of its own while the group is
+    pending (an ack, a reply) first gets the group's frames so far, and is ``split``: later
+    broadcasts of the group are queued to it directly, so every connection gets its frames
+    in the order they were sent."""
+
+    __slots__ = ("frames", "members", "split")
+
+    def __init__(self, members: frozenset[DirectConnection], wire: bytes) -> None:
+        self.members = members
+        self.frames = [wire]
+        self.split: set[DirectConnection] = set()
 
 
 class Flusher:
@@ -231,18 +251,30 @@ class Flusher:
     A pass is one ``send()`` per subscriber whatever it carries, so the more broadcasts it
     carries the cheaper each is. When input arrived after its first frame was queued (frames
     read, HTTP requests, the next request of a pipelined HTTP connection, served in the next
-    iteration), it waits one loop iteration for it, then more while input keeps arriving, but
+    iteration), or while publishes are on their way to the broker (their broadcasts come back
+    through it, and an HTTP connection's next pipelined request is read only once the broker
+    answered), it waits one loop iteration for it, then more while either holds, but
     never longer than the last pass took to write (nor more than :data:`MAX_DEFERRALS`
     iterations): publishes that arrive while a pass runs go out together in the next one, and
     the loop still spends at least half its time writing. When nothing else comes in it does
     not wait: a lone broadcast goes out in the next iteration, as before coalescing.
     """
 
-    __slots__ = ("_deferrals", "_dirty", "_last_pass", "_loop", "_scheduled", "_seen", "_since")
+    __slots__ = (
+        "_deferrals",
+        "_dirty",
+        "_last_pass",
+        "_loop",
+        "_scheduled",
+        "_seen",
+        "_since",
+        "groups",
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._dirty: list[DirectConnection] = []
+        self.groups: list[Group] = []  # broadcasts of the pending pass, in order
         self._scheduled = False
         self._seen = 0
         self._deferrals = 0
@@ -252,16 +284,48 @@ class Flusher:
     def add(self, connection: DirectConnection) -> None:
         self._dirty.append(connection)
         if not self._scheduled:
-            self._scheduled = True
-            self._seen = ARRIVALS.count
-            self._deferrals = 0
-            self._since = time.perf_counter()
-            self._loop.call_soon(self._run)
+            self._schedule()
+
+    def _schedule(self) -> None:
+        self._scheduled = True
+        self._seen = ARRIVALS.count
+        self._deferrals = 0
+        self._since = time.perf_counter()
+        self._loop.call_soon(self._run)
+
+    def fan_out(self, members: frozenset[DirectConnection], frame: Outgoing) -> None:
+        """Queue a broadcast to ``members`` (``engine.hub.Batcher``): joins the pending
+        group when it is the same set, else starts one (see :class:`Group`)."""
+        groups = self.groups
+        if groups:
+            last = groups[-1]
+            if last.members is members:
+                wire = frame.wire
+                last.frames.append(wire)
+                for connection in last.split:
+                    connection.put(wire, 1)
+                return
+        if len(members) < GROUP_MIN or len(groups) >= MAX_GROUPS:
+            for connection in members:
+                connection.send(frame)
+            return
+        groups.append(Group(members, frame.wire))
+        if not self._scheduled:
+            self._schedule()
+
+    def split(self, connection: DirectConnection) -> None:
+        """``connection`` is sent a frame of its own: first the pending groups' frames so
+        far, in order."""
+        for group in self.groups:
+            if connection in group.members and connection not in group.split:
+                group.split.add(connection)
+                frames = group.frames
+                connection.put(frames[0] if len(frames) == 1 else b"".join(frames), len(frames))
 
     def _run(self) -> None:
         count = ARRIVALS.count
         if (
-            count != self._seen
+            (count != self._seen or ARRIVALS.publishing)
             and self._deferrals < MAX_DEFERRALS
             and (not self._deferrals or time.perf_counter() - self._since < self._last_pass)
         ):
@@ -269,9 +333,23 @@ class Flusher:
             self._deferrals += 1
             self._loop.call_soon(self._run)
             return
+        started = time.perf_counter()
+        # Still scheduled while the groups are queued: put() adds to _dirty, not a new pass.
+        groups, self.groups = self.groups, []
+        for group in groups:
+            frames = group.frames
+            wire = frames[0] if len(frames) == 1 else b"".join(frames)
+            count = len(frames)
+            split = group.split
+            if split:
+                for connection in group.members:
+                    if connection not in split:
+                        connection.put(wire, count)
+            else:
+                for connection in group.members:
+                    connection.put(wire, count)
         self._scheduled = False
         dirty, self._dirty = self._dirty, []
-        started = time.perf_counter()
         for connection in dirty:
             connection.flush()
         self._last_pass = time.perf_counter() - started
@@ -291,6 +369,7 @@ class DirectConnection:
         "_buffered",
         "_bytes",
         "_flusher",
+        "_frames",
         "_pending",
         "_protocol",
         "_transport",
@@ -313,6 +392,7 @@ class DirectConnection:
         self._flusher = flusher
         self._pending: list[bytes] = []
         self._bytes = 0  # in _pending
+        self._frames = 0  # in _pending (an item may hold several)
         # The transport's write buffer as of our last write or its resume_writing(): it only
         # shrinks between the two, by at most the high-water mark unseen, so it is read twice
         # per flush rather than once per frame.
@@ -323,32 +403,50 @@ class DirectConnection:
         self.slow = False
         protocol.peer = self
 
+    @property
+    def batcher(self) -> Flusher:
+        """What the hub hands broadcasts to for all of its direct peers at once."""
+        return self._flusher
+
     def send(self, frame: Outgoing) -> None:
         if self.slow:
             return
+        if self._flusher.groups:
+            # Broadcasts queued to this connection before this frame go out before it.
+            self._flusher.split(self)
+        self.put(frame.wire, 1)
+
+    def put(self, wire: bytes, frames: int) -> None:
+        """Queue ``wire``, holding ``frames`` frames."""
+        if self.slow:
+            return
         pending = self._pending
-        wire = frame.wire
         size = self._bytes + len(wire)
         if size + self._buffered > self.max_bytes:
             # One frame larger than the bound still goes to a client with nothing waiting.
             if pending or not self._protocol.writable.is_set():
                 self._fail()
                 return
-        elif len(pending) >= self.limit and not self._protocol.writable.is_set():
+        elif self._frames >= self.limit and not self._protocol.writable.is_set():
             # A burst of frames in one iteration to a client that reads is flushed at its end:
             # frames count only while the transport is paused.
             self._fail()
             return
         pending.append(wire)
         self._bytes = size
+        self._frames += frames
         if len(pending) == 1:
             self._flusher.add(self)
 
     def _fail(self) -> None:
         self.slow = True
+        self._clear()
+        self._protocol.fail_connection(CLOSE_SLOW_CONSUMER, "slow consumer", now=True)
+
+    def _clear(self) -> None:
         self._pending.clear()
         self._bytes = 0
-        self._protocol.fail_connection(CLOSE_SLOW_CONSUMER, "slow consumer", now=True)
+        self._frames = 0
 
     def flush(self) -> None:
         pending = self._pending
@@ -357,25 +455,21 @@ class DirectConnection:
             self._buffered = self._transport.get_write_buffer_size()
             return
         if self._protocol.close_sent or self._transport.is_closing():
-            pending.clear()
-            self._bytes = 0
+            self._clear()
             return
         self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
-        pending.clear()
-        self._bytes = 0
+        self._clear()
         self._buffered = self._transport.get_write_buffer_size()
 
     def close(self, code: int, reason: str) -> None:
         """Close now with ``code``: an expired token, a flooding client; the read loop then
         ends."""
-        self._pending.clear()
-        self._bytes = 0
+        self._clear()
         self._protocol.fail_connection(code, reason)
 
     def detach(self) -> None:
         self._protocol.peer = None
-        self._pending.clear()
-        self._bytes = 0
+        self._clear()
 
 
 class DirectPath:

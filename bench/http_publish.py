@@ -270,7 +270,7 @@ def main() -> None:
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--server-cpu", default="0")
     p.add_argument("--loadgen-cpu", default="1")
-    p.add_argument("--redis", help="a Redis URL: broker and presence through it (default: embedded)")
+    p.add_argument("--redis", help="a Redis URL: broker and presence through it (else embedded)")
     args = p.parse_args()
     build_loadgen()
     targets = [

@@ -341,13 +341,24 @@ class Flusher:
             wire = frames[0] if len(frames) == 1 else b"".join(frames)
             count = len(frames)
             split = group.split
-            if split:
+            if len(groups) > 1 or split:
+                # Several groups: queued, so each member gets one write for all of them.
                 for connection in group.members:
                     if connection not in split:
                         connection.put(wire, count)
-            else:
-                for connection in group.members:
+                continue
+            # One group (one channel's broadcasts, the usual pass): a member with nothing
+            # queued whose transport takes writes gets it now. This loop is the pass's cost
+            # besides the send() calls, so it stays inline.
+            for connection in group.members:
+                if connection._pending or connection.slow or not connection._writable._set:
                     connection.put(wire, count)
+                    continue
+                transport = connection._transport
+                if connection._protocol.close_sent or transport.is_closing():
+                    continue
+                transport.write(wire)
+                connection._buffered = transport.get_write_buffer_size()
         self._scheduled = False
         dirty, self._dirty = self._dirty, []
         for connection in dirty:
@@ -373,6 +384,7 @@ class DirectConnection:
         "_pending",
         "_protocol",
         "_transport",
+        "_writable",
         "limit",
         "max_bytes",
         "slow",
@@ -389,6 +401,7 @@ class DirectConnection:
     ) -> None:
         self._protocol = protocol
         self._transport = protocol.transport
+        self._writable: Flag = protocol.writable  # type: ignore[assignment]
         self._flusher = flusher
         self._pending: list[bytes] = []
         self._bytes = 0  # in _pending
@@ -424,10 +437,10 @@ class DirectConnection:
         size = self._bytes + len(wire)
         if size + self._buffered > self.max_bytes:
             # One frame larger than the bound still goes to a client with nothing waiting.
-            if pending or not self._protocol.writable.is_set():
+            if pending or not self._writable._set:
                 self._fail()
                 return
-        elif self._frames >= self.limit and not self._protocol.writable.is_set():
+        elif self._frames >= self.limit and not self._writable._set:
             # A burst of frames in one iteration to a client that reads is flushed at its end:
             # frames count only while the transport is paused.
             self._fail()
@@ -450,7 +463,7 @@ class DirectConnection:
 
     def flush(self) -> None:
         pending = self._pending
-        if not pending or not self._protocol.writable.is_set():
+        if not pending or not self._writable._set:
             # Nothing to write, or a paused transport: its resume_writing() calls flush again.
             self._buffered = self._transport.get_write_buffer_size()
             return

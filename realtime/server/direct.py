@@ -440,9 +440,10 @@ class DirectConnection:
             if pending or not self._writable._set:
                 self._fail()
                 return
-        elif self._frames >= self.limit and not self._writable._set:
+        elif self._frames + frames > self.limit and not self._writable._set:
             # A burst of frames in one iteration to a client that reads is flushed at its end:
-            # frames count only while the transport is paused.
+            # frames count only while the transport is paused, each frame of a group's write
+            # too (one put of N frames is N frames waiting).
             self._fail()
             return
         pending.append(wire)

@@ -19,11 +19,15 @@ from websockets.http11 import Request
 from websockets.protocol import State
 
 from realtime.activity import ARRIVALS, arrived
+from realtime.brokers.memory import MemoryBroker, MemoryBus
 from realtime.cli import server_options
+from realtime.engine.hub import Hub
 from realtime.server.direct import (
     DIRECT_PROTOCOL,
     EXTENSION,
+    GROUP_MIN,
     MAX_DEFERRALS,
+    MAX_GROUPS,
     STOCK_PROTOCOL,
     DirectConnection,
     DirectPath,
@@ -36,6 +40,7 @@ from realtime.server.direct import (
 from realtime.testing.gateway import make_settings
 from realtime.testing.waiting import wait_until_async
 from realtime.wire.frames import Outgoing
+from realtime.wire.messages import BROADCAST, PRESENCE
 
 
 class RecordingTransport(asyncio.Transport):
@@ -81,7 +86,11 @@ class Wire:
     """One open connection on our protocol class, its transport and its direct peer."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, limit: int = 8, max_bytes: int = 1 << 20
+        self,
+        loop: asyncio.AbstractEventLoop,
+        limit: int = 8,
+        max_bytes: int = 1 << 20,
+        flusher: Flusher | None = None,
     ) -> None:
         protocol = offline_protocol(DirectWebSocketProtocol, loop)
         assert isinstance(protocol, DirectWebSocketProtocol)
@@ -91,7 +100,7 @@ class Wire:
         # As after a completed handshake: the sans-I/O connection can send a close frame.
         protocol.conn.state = State.OPEN
         protocol.handshake_complete = True
-        self.peer = DirectConnection(protocol, Flusher(loop), "u1", limit, max_bytes)
+        self.peer = DirectConnection(protocol, flusher or Flusher(loop), "u1", limit, max_bytes)
 
     def cancel_timers(self) -> None:
         if self.protocol.close_timer is not None:
@@ -475,3 +484,249 @@ async def test_frames_read_from_a_client_count_as_arriving_input(wire: Wire) -> 
     before = ARRIVALS.count
     wire.protocol.data_received(b"")
     assert ARRIVALS.count == before + 1
+
+
+async def test_a_pass_waits_while_publishes_are_on_their_way_to_the_broker(wire: Wire) -> None:
+    # Their broadcasts come back through the broker: the pass waits for them, though no
+    # input arrives meanwhile.
+    wire.peer._flusher._last_pass = 10.0
+    ARRIVALS.publishing += 1
+    try:
+        wire.peer.send(messages(1)[0])
+        await iterations(5)
+        assert wire.transport.writes == []
+    finally:
+        ARRIVALS.publishing -= 1
+    await wait_until_async(lambda: wire.transport.writes, timeout=2)
+    # None on its way and nothing arriving: the next lone frame is not held.
+    wire.peer.send(messages(1)[0])
+    await iterations(1)
+    assert len(wire.transport.writes) == 2
+
+
+async def test_a_publish_that_never_answers_holds_a_pass_at_most_max_deferrals(
+    wire: Wire,
+) -> None:
+    wire.peer._flusher._last_pass = 10.0
+    ARRIVALS.publishing += 1
+    try:
+        wire.peer.send(messages(1)[0])
+        await iterations(MAX_DEFERRALS + 3)
+        assert len(wire.transport.writes) == 1
+    finally:
+        ARRIVALS.publishing -= 1
+
+
+# --- grouped fan-out: a channel's broadcasts in a pass are queued once per subscriber -------
+
+
+Group = tuple[Flusher, list[Wire]]
+
+
+def wires_on(flusher: Flusher, n: int, limit: int = 8) -> list[Wire]:
+    loop = asyncio.get_running_loop()
+    return [Wire(loop, limit=limit, flusher=flusher) for _ in range(n)]
+
+
+@pytest.fixture
+async def group() -> AsyncIterator[Group]:
+    """Twice GROUP_MIN connections on one flusher, as a DirectPath's."""
+    flusher = Flusher(asyncio.get_running_loop())
+    wires = wires_on(flusher, 2 * GROUP_MIN)
+    yield flusher, wires
+    for wire in wires:
+        wire.cancel_timers()
+
+
+def members(wires: list[Wire]) -> frozenset[DirectConnection]:
+    """A channel's subscribers as the hub hands them over: one set object per channel."""
+    return frozenset(wire.peer for wire in wires)
+
+
+def named(*names: str) -> list[Outgoing]:
+    return [Outgoing(b'"%s"' % name.encode()) for name in names]
+
+
+def joined(*out: Outgoing) -> bytes:
+    return b"".join(message.wire for message in out)
+
+
+def received(wire: Wire) -> bytes:
+    return b"".join(wire.transport.writes)
+
+
+async def written_out(flusher: Flusher) -> None:
+    """Return once the pending pass has been written."""
+    await wait_until_async(lambda: not flusher._scheduled and not flusher.groups, timeout=2)
+
+
+async def test_a_channels_broadcasts_in_one_iteration_go_to_each_subscriber_in_one_write(
+    group: Group,
+) -> None:
+    flusher, wires = group
+    room = members(wires[:GROUP_MIN])
+    out = messages(3)
+    for message in out:
+        flusher.fan_out(room, message)
+    # Queued once for the channel, not once per subscriber.
+    assert [g.frames for g in flusher.groups] == [[message.wire for message in out]]
+    assert all(not wire.peer._pending for wire in wires)
+    await written_out(flusher)
+    for wire in wires[:GROUP_MIN]:
+        assert wire.transport.writes == [joined(*out)]
+    assert all(wire.transport.writes == [] for wire in wires[GROUP_MIN:])
+
+
+async def test_a_member_sent_its_own_frames_between_broadcasts_gets_everything_in_order(
+    group: Group,
+) -> None:
+    flusher, wires = group
+    room = members(wires[:GROUP_MIN])
+    me = wires[3]
+    b0, b1, b2, b3, ack, reply = named("b0", "b1", "b2", "b3", "ack", "reply")
+    flusher.fan_out(room, b0)
+    flusher.fan_out(room, b1)
+    me.peer.send(ack)
+    flusher.fan_out(room, b2)  # me was split: queued to it directly, after its ack
+    me.peer.send(reply)
+    flusher.fan_out(room, b3)
+    await written_out(flusher)
+    assert me.transport.writes == [joined(b0, b1, ack, b2, reply, b3)]
+    for wire in wires[:GROUP_MIN]:
+        if wire is not me:
+            assert wire.transport.writes == [joined(b0, b1, b2, b3)]
+
+
+async def test_a_split_takes_the_frames_of_groups_that_are_no_longer_the_last(
+    group: Group,
+) -> None:
+    # Two channels whose broadcasts interleave: each is a group of its own, in order.
+    flusher, wires = group
+    a, b = members(wires[:GROUP_MIN]), members(wires[4 : 4 + GROUP_MIN])
+    both, a_only, b_only = wires[5], wires[0], wires[4 + GROUP_MIN - 1]
+    a1, b1, a2, ack, b2, a3 = named("a1", "b1", "a2", "ack", "b2", "a3")
+    flusher.fan_out(a, a1)
+    flusher.fan_out(b, b1)
+    flusher.fan_out(a, a2)
+    both.peer.send(ack)
+    flusher.fan_out(b, b2)
+    flusher.fan_out(a, a3)
+    assert len(flusher.groups) == 5
+    await written_out(flusher)
+    assert both.transport.writes == [joined(a1, b1, a2, ack, b2, a3)]
+    assert a_only.transport.writes == [joined(a1, a2, a3)]
+    assert b_only.transport.writes == [joined(b1, b2)]
+
+
+async def test_a_small_set_is_sent_at_once_after_what_its_members_have_pending(
+    group: Group,
+) -> None:
+    flusher, wires = group
+    room = members(wires[:GROUP_MIN])
+    small = members(wires[GROUP_MIN - 1 : 2 * GROUP_MIN - 1][: GROUP_MIN - 1])
+    both, room_only, small_only = wires[GROUP_MIN - 1], wires[0], wires[GROUP_MIN]
+    r1, s1, r2 = named("r1", "s1", "r2")
+    flusher.fan_out(room, r1)
+    flusher.fan_out(small, s1)
+    assert len(flusher.groups) == 1  # the small set is not a group
+    assert small_only.peer._pending == [s1.wire]
+    flusher.fan_out(room, r2)
+    await written_out(flusher)
+    assert both.transport.writes == [joined(r1, s1, r2)]
+    assert room_only.transport.writes == [joined(r1, r2)]
+    assert small_only.transport.writes == [joined(s1)]
+
+
+async def test_broadcasts_past_max_groups_are_sent_at_once_and_in_order(group: Group) -> None:
+    flusher, wires = group
+    subscribers = wires[:GROUP_MIN]
+    # As many channels with the same subscribers, each its own set, interleaved.
+    channels = [members(subscribers) for _ in range(MAX_GROUPS + 2)]
+    out = messages(MAX_GROUPS + 4)
+    for channel, message in zip(channels + channels[:2], out, strict=True):
+        flusher.fan_out(channel, message)
+    assert len(flusher.groups) == MAX_GROUPS
+    await written_out(flusher)
+    for wire in subscribers:
+        assert received(wire) == joined(*out)
+
+
+async def test_the_frame_limit_counts_every_frame_of_a_grouped_write() -> None:
+    flusher = Flusher(asyncio.get_running_loop())
+    wires = wires_on(flusher, GROUP_MIN, limit=4)
+    paused = wires[0]
+    paused.protocol.pause_writing()
+    room = members(wires)
+    out = messages(5)  # one more than the limit, in one group
+    for message in out:
+        flusher.fan_out(room, message)
+    assert len(flusher.groups) == 1
+    await written_out(flusher)
+    assert paused.peer.slow
+    assert [close_frame(data) for data in paused.transport.writes] == [(4008, "slow consumer")]
+    for wire in wires[1:]:
+        assert wire.transport.writes == [joined(*out)]
+
+
+async def test_a_grouped_write_of_limit_frames_leaves_no_room_for_one_more() -> None:
+    flusher = Flusher(asyncio.get_running_loop())
+    wires = wires_on(flusher, GROUP_MIN, limit=4)
+    paused = wires[0]
+    paused.protocol.pause_writing()
+    room = members(wires)
+    for message in messages(4):
+        flusher.fan_out(room, message)
+    await written_out(flusher)
+    assert not paused.peer.slow
+    paused.peer.send(Outgoing(b'{"one":"more"}'))
+    assert paused.peer.slow
+
+
+async def test_closed_slow_and_detached_members_of_a_pending_group_are_skipped(
+    group: Group,
+) -> None:
+    flusher, wires = group
+    closed, slow, gone = wires[0], wires[1], wires[2]
+    slow.protocol.pause_writing()
+    for message in messages(slow.peer.limit + 1):
+        slow.peer.send(message)
+    assert slow.peer.slow
+    room = members(wires[:GROUP_MIN])
+    b0, b1, b2 = named("b0", "b1", "b2")
+    flusher.fan_out(room, b0)
+    closed.peer.close(4029, "rate limited")
+    gone.transport.closing = True  # the client went away; its reader ended
+    gone.peer.detach()
+    flusher.fan_out(room, b1)
+    await written_out(flusher)
+    assert [close_frame(data) for data in closed.transport.writes] == [(4029, "rate limited")]
+    assert [close_frame(data) for data in slow.transport.writes] == [(4008, "slow consumer")]
+    assert gone.transport.writes == []
+    # Nothing held for them, though the slow one's transport never drains.
+    assert (closed.peer._pending, slow.peer._pending, gone.peer._pending) == ([], [], [])
+    for wire in wires[3:GROUP_MIN]:
+        assert wire.transport.writes == [joined(b0, b1)]
+    # The flusher lives on: the next pass goes out.
+    flusher.fan_out(room, b2)
+    await written_out(flusher)
+    assert all(received(wire) == joined(b0, b1, b2) for wire in wires[3:GROUP_MIN])
+
+
+async def test_the_hub_groups_a_channels_subscribers_as_of_each_broadcast(group: Group) -> None:
+    # Through the hub, as the node delivers: who joins gets the next broadcast, who leaves
+    # keeps what was delivered before it left (as before grouping) and nothing after.
+    flusher, wires = group
+    broker = MemoryBroker(MemoryBus())
+    hub = Hub({BROADCAST: broker, PRESENCE: broker})
+    staying, leaving, coming = wires[1:GROUP_MIN], wires[0], wires[GROUP_MIN]
+    for wire in [leaving, *staying]:
+        await hub.add(wire.peer, BROADCAST, "room")
+    b0, b1 = named("b0", "b1")
+    hub.fan_out(BROADCAST, "room", b0)
+    await hub.add(coming.peer, BROADCAST, "room")
+    await hub.remove(leaving.peer, BROADCAST, "room")
+    hub.fan_out(BROADCAST, "room", b1)
+    await written_out(flusher)
+    assert coming.transport.writes == [joined(b1)]
+    assert leaving.transport.writes == [joined(b0)]
+    assert all(wire.transport.writes == [joined(b0, b1)] for wire in staying)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -10,6 +11,7 @@ from realtime.brokers.memory import MemoryBroker, MemoryBus
 from realtime.engine.hub import Hub
 from realtime.errors import BrokerError
 from realtime.testing.waiting import wait_until_async
+from realtime.wire.frames import Outgoing
 from realtime.wire.messages import BROADCAST, PRESENCE, Kind
 from tests.engine.fakes import RecordingPeer
 
@@ -133,3 +135,80 @@ async def test_the_lock_map_keeps_only_channels_in_flux(hub: Hub, broker: Watche
     broker.subscribing.set()
     await asyncio.wait_for(asyncio.gather(*adding), 5)
     assert len(hub._locks) == 0
+
+
+# --- fan_out: a batcher's peers are handed to it as one set, the rest are sent to --------
+
+
+class RecordingBatcher:
+    """A ``Batcher`` (the direct path's Flusher) that keeps what it is handed."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[frozenset[Any], Outgoing]] = []
+
+    def fan_out(self, members: frozenset[Any], frame: Outgoing) -> None:
+        self.calls.append((members, frame))
+
+
+class BatchedPeer(RecordingPeer):
+    def __init__(self, batcher: RecordingBatcher, user_id: str) -> None:
+        super().__init__(user_id)
+        self.batcher = batcher
+
+
+def frame(n: int) -> Outgoing:
+    return Outgoing(b'{"n":%d}' % n)
+
+
+async def test_fan_out_hands_each_batcher_its_peers_as_one_set_and_sends_to_the_rest(
+    hub: Hub,
+) -> None:
+    one, two = RecordingBatcher(), RecordingBatcher()
+    a, b, c = BatchedPeer(one, "a"), BatchedPeer(one, "b"), BatchedPeer(two, "c")
+    plain = RecordingPeer("plain")
+    for peer in (a, b, c, plain):
+        await hub.add(peer, BROADCAST, "room")
+    first, second = frame(1), frame(2)
+    hub.fan_out(BROADCAST, "room", first)
+    hub.fan_out(BROADCAST, "room", second)
+    assert one.calls == [(frozenset({a, b}), first), (frozenset({a, b}), second)]
+    assert two.calls == [(frozenset({c}), first), (frozenset({c}), second)]
+    # The same set object while the subscribers stay: how a batcher sees consecutive
+    # broadcasts of one channel.
+    assert one.calls[0][0] is one.calls[1][0]
+    # A peer without a batcher is sent each frame, and batched peers never are.
+    assert plain.frames == [{"n": 1}, {"n": 2}]
+    assert a.frames == b.frames == c.frames == []
+    hub.fan_out(BROADCAST, "elsewhere", frame(3))  # no subscribers: nothing
+    hub.fan_out(PRESENCE, "room", frame(4))  # kinds are apart
+    assert len(one.calls) == 2 and len(plain.frames) == 2
+
+
+async def test_fan_out_follows_subscribes_and_unsubscribes(hub: Hub) -> None:
+    batcher = RecordingBatcher()
+    a, b, c = (BatchedPeer(batcher, name) for name in "abc")
+    plain, other = RecordingPeer("plain"), RecordingPeer("other")
+    await hub.add(a, BROADCAST, "room")  # the channel's first: subscribes upstream
+    hub.fan_out(BROADCAST, "room", frame(1))
+    await hub.add(b, BROADCAST, "room")  # already served
+    await hub.add(plain, BROADCAST, "room")
+    hub.fan_out(BROADCAST, "room", frame(2))
+    await hub.remove(a, BROADCAST, "room")
+    await hub.add(c, BROADCAST, "room")
+    await hub.add(other, BROADCAST, "room")
+    await hub.remove(plain, BROADCAST, "room")
+    hub.fan_out(BROADCAST, "room", frame(3))
+    assert [(set(members), f.data) for members, f in batcher.calls] == [
+        ({a}, frame(1).data),
+        ({a, b}, frame(2).data),
+        ({b, c}, frame(3).data),
+    ]
+    assert plain.frames == [{"n": 2}]
+    assert other.frames == [{"n": 3}]
+    # The last one gone, then back: the channel is served anew and its new set is used.
+    for peer in (b, c, other):
+        await hub.remove(peer, BROADCAST, "room")
+    hub.fan_out(BROADCAST, "room", frame(4))
+    await hub.add(a, BROADCAST, "room")
+    hub.fan_out(BROADCAST, "room", frame(5))
+    assert [(set(members), f.data) for members, f in batcher.calls[3:]] == [({a}, frame(5).data)]

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import msgspec
 import pytest
 
+from realtime.activity import ARRIVALS
 from realtime.brokers.base import MAX_MESSAGE_BYTES
 from realtime.brokers.memory import MemoryBroker, MemoryBus
 from realtime.engine.node import Node
-from realtime.errors import FrameError
+from realtime.errors import BrokerError, FrameError
 from realtime.presence.memory import MemoryPresence
 from realtime.testing.waiting import wait_until_async
 from realtime.wire.messages import (
     BROADCAST,
     PRESENCE,
     Broadcast,
+    Kind,
     PresenceJoin,
     PresenceLeave,
     Subscribe,
@@ -131,3 +134,59 @@ async def test_a_store_that_lost_its_state_gets_our_members_back(node: Node) -> 
     # The reaper sees the channel at version 0 while alice is here and re-asserts her.
     names: list[str] = await wait_until_async(present, timeout=5, message="alice re-asserted")
     assert names == ["alice"]
+
+
+class GatedBroker(MemoryBroker):
+    """A memory broker whose publishes to CHANNEL wait for ``gate``, then refuse when
+    ``fail`` (the node's own probes pass)."""
+
+    def __init__(self, bus: MemoryBus) -> None:
+        super().__init__(bus)
+        self.gate = asyncio.Event()
+        self.waiting = 0
+        self.fail = False
+
+    async def publish(self, kind: Kind, channel: str, data: bytes) -> None:
+        if channel == CHANNEL:
+            self.waiting += 1
+            try:
+                await self.gate.wait()
+            finally:
+                self.waiting -= 1
+            if self.fail:
+                raise BrokerError("refused")
+        await super().publish(kind, channel, data)
+
+
+@pytest.mark.parametrize("fail", [False, True])
+async def test_a_publish_counts_as_on_its_way_until_the_broker_answers(fail: bool) -> None:
+    bus = MemoryBus()
+    broker = GatedBroker(bus)
+    broker.fail = fail
+    node = Node(
+        broker,
+        MemoryBroker(bus),
+        MemoryPresence(ttl=60),
+        60,
+        max_meta_bytes=2048,
+        diff_window=0,
+        order_wait=0,
+        start_timeout=10,
+        max_message_bytes=MAX_MESSAGE_BYTES,
+    )
+    await node.start()
+    try:
+        before = ARRIVALS.publishing
+        publishing = asyncio.create_task(node.publish(CHANNEL, "e", msgspec.Raw(b"{}")))
+        await wait_until_async(lambda: broker.waiting == 1, timeout=5)
+        assert ARRIVALS.publishing == before + 1  # the write path may wait for its broadcast
+        broker.gate.set()
+        if fail:
+            with pytest.raises(FrameError) as refused:
+                await asyncio.wait_for(publishing, 5)
+            assert refused.value.code == "publish_failed"
+        else:
+            await asyncio.wait_for(publishing, 5)
+        assert ARRIVALS.publishing == before
+    finally:
+        await node.close()

@@ -721,12 +721,14 @@ async def test_the_hub_groups_a_channels_subscribers_as_of_each_broadcast(group:
     staying, leaving, coming = wires[1:GROUP_MIN], wires[0], wires[GROUP_MIN]
     for wire in [leaving, *staying]:
         await hub.add(wire.peer, BROADCAST, "room")
-    b0, b1 = named("b0", "b1")
+    b0, b1, b2 = named("b0", "b1", "b2")
     hub.fan_out(BROADCAST, "room", b0)
     await hub.add(coming.peer, BROADCAST, "room")
-    await hub.remove(leaving.peer, BROADCAST, "room")
     hub.fan_out(BROADCAST, "room", b1)
+    await hub.remove(leaving.peer, BROADCAST, "room")
+    hub.fan_out(BROADCAST, "room", b2)
+    assert len(flusher.groups) == 3  # each change of the set starts a group
     await written_out(flusher)
-    assert coming.transport.writes == [joined(b1)]
-    assert leaving.transport.writes == [joined(b0)]
-    assert all(wire.transport.writes == [joined(b0, b1)] for wire in staying)
+    assert coming.transport.writes == [joined(b1, b2)]
+    assert leaving.transport.writes == [joined(b0, b1)]
+    assert all(wire.transport.writes == [joined(b0, b1, b2)] for wire in staying)

@@ -349,9 +349,16 @@ class Flusher:
                 continue
             # One group (one channel's broadcasts, the usual pass): a member with nothing
             # queued whose transport takes writes gets it now. This loop is the pass's cost
-            # besides the send() calls, so it stays inline.
+            # besides the send() calls, so it stays inline. One that the write would take past
+            # its byte bound goes through put(), which applies it.
+            size = len(wire)
             for connection in group.members:
-                if connection._pending or connection.slow or not connection._writable._set:
+                if (
+                    connection._pending
+                    or connection.slow
+                    or not connection._writable._set
+                    or connection._buffered + size > connection.max_bytes
+                ):
                     connection.put(wire, count)
                     continue
                 transport = connection._transport
@@ -436,8 +443,10 @@ class DirectConnection:
         pending = self._pending
         size = self._bytes + len(wire)
         if size + self._buffered > self.max_bytes:
-            # One frame larger than the bound still goes to a client with nothing waiting.
-            if pending or not self._writable._set:
+            # One frame larger than the bound still goes to a client with nothing waiting; a
+            # group's write holding several frames does not (queued one by one, the frame that
+            # passed the bound would have found the others waiting).
+            if pending or frames > 1 or not self._writable._set:
                 self._fail()
                 return
         elif self._frames + frames > self.limit and not self._writable._set:

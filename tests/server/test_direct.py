@@ -732,3 +732,38 @@ async def test_the_hub_groups_a_channels_subscribers_as_of_each_broadcast(group:
     assert coming.transport.writes == [joined(b1, b2)]
     assert leaving.transport.writes == [joined(b0, b1)]
     assert all(wire.transport.writes == [joined(b0, b1, b2)] for wire in staying)
+
+
+async def test_the_byte_bound_counts_a_grouped_write_as_the_frames_it_holds() -> None:
+    # As when each broadcast was queued on its own: a burst past max_bytes in one iteration
+    # fails the client, though it reads; only one frame larger than the bound may pass.
+    flusher = Flusher(asyncio.get_running_loop())
+    wires = wires_on(flusher, GROUP_MIN, limit=1000)
+    for wire in wires:
+        wire.peer.max_bytes = 10_000
+    room = members(wires)
+    big = Outgoing(b'"' + b"x" * 3_000 + b'"')
+    for _ in range(4):  # 4 x 3,006 bytes > 10,000
+        flusher.fan_out(room, big)
+    await written_out(flusher)
+    for wire in wires:
+        assert wire.peer.slow
+        assert [close_frame(data) for data in wire.transport.writes] == [(4008, "slow consumer")]
+
+
+async def test_a_grouped_write_counts_what_the_transport_still_buffers() -> None:
+    flusher = Flusher(asyncio.get_running_loop())
+    wires = wires_on(flusher, GROUP_MIN, limit=1000)
+    for wire in wires:
+        wire.peer.max_bytes = 10_000
+    behind = wires[0]
+    behind.peer.send(Outgoing(b'"' + b"x" * 6_000 + b'"'))
+    behind.transport.buffered = 6_006  # written, but the client has read none of it
+    await written_out(flusher)
+    room = members(wires)
+    medium = Outgoing(b'"' + b"x" * 2_000 + b'"')
+    for _ in range(2):  # 6,006 + 2 x 2,006 > 10,000; 2 x 2,006 alone is not
+        flusher.fan_out(room, medium)
+    await written_out(flusher)
+    assert behind.peer.slow
+    assert [w.transport.writes for w in wires[1:]] == [[joined(medium, medium)]] * (GROUP_MIN - 1)

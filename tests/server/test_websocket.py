@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import os
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from realtime.testing.gateway import Gateway, make_settings, run_gateway, ws_client
+from realtime.server.direct import GROUP_MIN
+from realtime.testing.gateway import Client, Gateway, make_settings, run_gateway, ws_client
 from realtime.testing.waiting import wait_until_async
 
 
@@ -322,3 +325,61 @@ async def test_peer_that_answers_pings_stays() -> None:
             assert gw.node.connections == 1
         finally:
             sock.close()
+
+
+async def test_grouped_broadcasts_keep_each_connections_order_and_stop_at_unsubscribe(
+    gateway: Gateway,
+) -> None:
+    # Enough subscribers for the direct path to group the channel's broadcasts in a pass
+    # (GROUP_MIN); all of them publish at once, with refs (their acks come between the
+    # others' broadcasts), and one more leaves the channel in the middle of it.
+    url, count = gateway.ws_url, 20
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(ws_client(f"{url}?user_id=u{i}"))
+            for i in range(GROUP_MIN + 2)
+        ]
+        for client in clients:
+            await client.subscribe("room", "broadcast")
+        leaver, publishers = clients[0], clients[1:]
+
+        async def publish(me: int, client: Client) -> list[tuple[str, Any]]:
+            for n in range(count):
+                frame = {"type": "broadcast", "channel": "room", "payload": [me, n], "ref": n}
+                await client.send(frame)
+            seen: list[tuple[str, Any]] = []
+            while len(seen) < count * (len(publishers) + 1):
+                frame = await client.recv()
+                if frame["type"] == "ack":
+                    seen.append(("ack", frame["ref"]))
+                else:
+                    seen.append(("broadcast", tuple(frame["payload"])))
+            return seen
+
+        publishing = asyncio.gather(*(publish(i, c) for i, c in enumerate(publishers)))
+        # The leaver gets some of the stream, each sender's in order, then its ack and nothing
+        # more of the channel.
+        first = await leaver.expect("broadcast", channel="room")
+        await leaver.send({"type": "unsubscribe", "channel": "room", "ref": "bye"})
+        got = [tuple(first["payload"])]
+        while (frame := await leaver.recv())["type"] != "ack":
+            got.append(tuple(frame["payload"]))
+        assert frame["ref"] == "bye"
+        for me in range(len(publishers)):
+            mine = [n for sender, n in got if sender == me]
+            assert mine == list(range(len(mine)))
+        for me, seen in enumerate(await asyncio.wait_for(publishing, 10)):
+            # Every sender's broadcasts once and in its order; its own acks in order, each
+            # before its own echo.
+            broadcasts = [p for t, p in seen if t == "broadcast"]
+            for sender in range(len(publishers)):
+                assert [n for s, n in broadcasts if s == sender] == list(range(count))
+            assert [r for t, r in seen if t == "ack"] == list(range(count))
+            order = {frame: i for i, frame in enumerate(seen)}
+            assert all(order["ack", n] < order["broadcast", (me, n)] for n in range(count))
+        # Nothing of the channel after the ack: of one more broadcast there and a marker on
+        # another channel sent after it, only the marker comes.
+        await leaver.subscribe("marker", "broadcast")
+        await publishers[0].send({"type": "broadcast", "channel": "room", "payload": "late"})
+        await publishers[0].send({"type": "broadcast", "channel": "marker", "payload": "end"})
+        await leaver.expect("broadcast", channel="marker", payload="end")

@@ -767,3 +767,18 @@ async def test_a_grouped_write_counts_what_the_transport_still_buffers() -> None
     await written_out(flusher)
     assert behind.peer.slow
     assert [w.transport.writes for w in wires[1:]] == [[joined(medium, medium)]] * (GROUP_MIN - 1)
+
+
+async def test_a_frame_queued_before_a_channels_broadcasts_goes_out_before_them(
+    group: Group,
+) -> None:
+    flusher, wires = group
+    early = wires[2]
+    reply, b0, b1 = named("reply", "b0", "b1")
+    early.peer.send(reply)  # no group pending yet: not a split
+    room = members(wires[:GROUP_MIN])
+    flusher.fan_out(room, b0)
+    flusher.fan_out(room, b1)
+    await written_out(flusher)
+    assert early.transport.writes == [joined(reply, b0, b1)]
+    assert all(w.transport.writes == [joined(b0, b1)] for w in wires[:GROUP_MIN] if w is not early)

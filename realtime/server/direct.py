@@ -336,37 +336,40 @@ class Flusher:
         started = time.perf_counter()
         # Still scheduled while the groups are queued: put() adds to _dirty, not a new pass.
         groups, self.groups = self.groups, []
-        for group in groups:
-            frames = group.frames
-            wire = frames[0] if len(frames) == 1 else b"".join(frames)
-            count = len(frames)
-            split = group.split
-            if len(groups) > 1 or split:
-                # Several groups: queued, so each member gets one write for all of them.
+        try:
+            for group in groups:
+                frames = group.frames
+                wire = frames[0] if len(frames) == 1 else b"".join(frames)
+                count = len(frames)
+                split = group.split
+                if len(groups) > 1 or split:
+                    # Several groups: queued, so each member gets one write for all of them.
+                    for connection in group.members:
+                        if connection not in split:
+                            connection.put(wire, count)
+                    continue
+                # One group (one channel's broadcasts, the usual pass): a member with nothing
+                # queued whose transport takes writes gets it now. This loop is the pass's
+                # cost besides the send() calls, so it stays inline. One that the write would
+                # take past its byte bound goes through put(), which applies it.
+                size = len(wire)
                 for connection in group.members:
-                    if connection not in split:
+                    if (
+                        connection._pending
+                        or connection.slow
+                        or not connection._writable._set
+                        or connection._buffered + size > connection.max_bytes
+                    ):
                         connection.put(wire, count)
-                continue
-            # One group (one channel's broadcasts, the usual pass): a member with nothing
-            # queued whose transport takes writes gets it now. This loop is the pass's cost
-            # besides the send() calls, so it stays inline. One that the write would take past
-            # its byte bound goes through put(), which applies it.
-            size = len(wire)
-            for connection in group.members:
-                if (
-                    connection._pending
-                    or connection.slow
-                    or not connection._writable._set
-                    or connection._buffered + size > connection.max_bytes
-                ):
-                    connection.put(wire, count)
-                    continue
-                transport = connection._transport
-                if connection._protocol.close_sent or transport.is_closing():
-                    continue
-                transport.write(wire)
-                connection._buffered = transport.get_write_buffer_size()
-        self._scheduled = False
+                        continue
+                    transport = connection._transport
+                    if connection._protocol.close_sent or transport.is_closing():
+                        continue
+                    transport.write(wire)
+                    connection._buffered = transport.get_write_buffer_size()
+        finally:
+            # Even if a write raised: a pass left scheduled would never run again.
+            self._scheduled = False
         dirty, self._dirty = self._dirty, []
         for connection in dirty:
             connection.flush()

@@ -782,3 +782,30 @@ async def test_a_frame_queued_before_a_channels_broadcasts_goes_out_before_them(
     await written_out(flusher)
     assert early.transport.writes == [joined(reply, b0, b1)]
     assert all(w.transport.writes == [joined(b0, b1)] for w in wires[:GROUP_MIN] if w is not early)
+
+
+async def test_a_pass_that_raised_does_not_stop_later_passes(
+    group: Group, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flusher, wires = group
+    room = members(wires[:GROUP_MIN])
+    loop = asyncio.get_running_loop()
+    raised: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: raised.append(context))
+    try:
+
+        def broken(self: DirectConnection, wire: bytes, frames: int) -> None:
+            raise RuntimeError("a write that failed")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(DirectConnection, "put", broken)
+            wires[0].peer._pending.append(b"x")  # the pass's put() path for this member
+            flusher.fan_out(room, messages(1)[0])
+            await wait_until_async(lambda: raised, timeout=2)
+        wires[0].peer._pending.clear()
+        later = named("later")[0]
+        flusher.fan_out(room, later)
+        await written_out(flusher)
+        assert all(received(wire).endswith(later.wire) for wire in wires[1:GROUP_MIN])
+    finally:
+        loop.set_exception_handler(None)

@@ -7,8 +7,9 @@ Reading, the handshake, pings and closing stay uvicorn's. What we change:
   writes frames, framed once per broadcast, straight to the transport (:class:`DirectConnection`):
   no ASGI send, no task switch, no per-subscriber encode; and it tells the connection when a
   paused transport drains;
-- writes are coalesced into passes (:class:`Flusher`), and frames read count as arriving input
-  (``realtime.activity``) that a pending pass waits for;
+- writes are coalesced into passes (:class:`Flusher`), a channel's broadcasts joined once for
+  all its subscribers (:class:`Group`, from ``engine.hub.Hub.fan_out``), and frames read count
+  as arriving input (``realtime.activity``) that a pending pass waits for;
 - the per-connection ``asyncio.Queue`` and ``asyncio.Event`` become small slotted stand-ins, and
   the handshake's request, response and scope are dropped once the connection is open: an idle
   connection is mostly these objects, and there are thousands of them;

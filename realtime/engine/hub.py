@@ -90,12 +90,12 @@ class Hub:
 
     async def add(self, peer: Peer, kind: Kind, channel: str) -> None:
         subs = self._subs[kind]
-        self._recipients[kind].pop(channel, None)
         peers = subs.get(channel)
         if peers:
             if peer not in peers:
                 metrics.SUBS[kind].inc()
             peers.add(peer)
+            self._recipients[kind].pop(channel, None)
             return
         async with self._locks.hold((kind, channel)):
             peers = subs.get(channel)

@@ -320,8 +320,7 @@ class Flusher:
         for group in self.groups:
             if connection in group.members and connection not in group.split:
                 group.split.add(connection)
-                frames = group.frames
-                connection.put(frames[0] if len(frames) == 1 else b"".join(frames), len(frames))
+                connection.put(b"".join(group.frames), len(group.frames))
 
     def _run(self) -> None:
         count = ARRIVALS.count
@@ -339,9 +338,8 @@ class Flusher:
         groups, self.groups = self.groups, []
         try:
             for group in groups:
-                frames = group.frames
-                wire = frames[0] if len(frames) == 1 else b"".join(frames)
-                count = len(frames)
+                wire = b"".join(group.frames)  # one frame: that frame itself, not a copy
+                count = len(group.frames)
                 split = group.split
                 if len(groups) > 1 or split:
                     # Several groups: queued, so each member gets one write for all of them.

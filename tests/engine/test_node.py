@@ -38,13 +38,10 @@ class ForgetfulPresence(MemoryPresence):
         self._epoch = "after-restart"
 
 
-@pytest.fixture
-async def node() -> AsyncIterator[Node]:
-    bus = MemoryBus()  # this test's own: nothing else publishes on it
-    # A TTL long enough that the refresh loop (every TTL/3) never runs within a test.
-    store = ForgetfulPresence(ttl=60)
-    node = Node(
-        MemoryBroker(bus),
+def make_node(broadcasts: MemoryBroker, bus: MemoryBus, store: MemoryPresence) -> Node:
+    """A node on ``bus``: ``broadcasts`` carries its broadcasts, a memory broker its presence."""
+    return Node(
+        broadcasts,
         MemoryBroker(bus),
         store,
         60,
@@ -54,6 +51,13 @@ async def node() -> AsyncIterator[Node]:
         start_timeout=10,
         max_message_bytes=MAX_MESSAGE_BYTES,
     )
+
+
+@pytest.fixture
+async def node() -> AsyncIterator[Node]:
+    bus = MemoryBus()  # this test's own: nothing else publishes on it
+    # A TTL long enough that the refresh loop (every TTL/3) never runs within a test.
+    node = make_node(MemoryBroker(bus), bus, ForgetfulPresence(ttl=60))
     await node.start()
     yield node
     await node.close()
@@ -163,17 +167,7 @@ async def test_a_publish_counts_as_on_its_way_until_the_broker_answers(fail: boo
     bus = MemoryBus()
     broker = GatedBroker(bus)
     broker.fail = fail
-    node = Node(
-        broker,
-        MemoryBroker(bus),
-        MemoryPresence(ttl=60),
-        60,
-        max_meta_bytes=2048,
-        diff_window=0,
-        order_wait=0,
-        start_timeout=10,
-        max_message_bytes=MAX_MESSAGE_BYTES,
-    )
+    node = make_node(broker, bus, MemoryPresence(ttl=60))
     await node.start()
     try:
         before = ARRIVALS.publishing

@@ -651,12 +651,16 @@ async def test_broadcasts_past_max_groups_are_sent_at_once_and_in_order(group: G
         assert received(wire) == joined(*out)
 
 
-async def test_the_frame_limit_counts_every_frame_of_a_grouped_write() -> None:
+def paused_room(limit: int) -> tuple[Flusher, list[Wire], Wire, frozenset[DirectConnection]]:
+    """GROUP_MIN subscribers of one channel allowed ``limit`` frames, the first one paused."""
     flusher = Flusher(asyncio.get_running_loop())
-    wires = wires_on(flusher, GROUP_MIN, limit=4)
-    paused = wires[0]
-    paused.protocol.pause_writing()
-    room = members(wires)
+    wires = wires_on(flusher, GROUP_MIN, limit=limit)
+    wires[0].protocol.pause_writing()
+    return flusher, wires, wires[0], members(wires)
+
+
+async def test_the_frame_limit_counts_every_frame_of_a_grouped_write() -> None:
+    flusher, wires, paused, room = paused_room(limit=4)
     out = messages(5)  # one more than the limit, in one group
     for message in out:
         flusher.fan_out(room, message)
@@ -669,11 +673,7 @@ async def test_the_frame_limit_counts_every_frame_of_a_grouped_write() -> None:
 
 
 async def test_a_grouped_write_of_limit_frames_leaves_no_room_for_one_more() -> None:
-    flusher = Flusher(asyncio.get_running_loop())
-    wires = wires_on(flusher, GROUP_MIN, limit=4)
-    paused = wires[0]
-    paused.protocol.pause_writing()
-    room = members(wires)
+    flusher, _wires, paused, room = paused_room(limit=4)
     for message in messages(4):
         flusher.fan_out(room, message)
     await written_out(flusher)
